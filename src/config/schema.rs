@@ -1,0 +1,342 @@
+//! The typed shape of the configuration, one struct per section.
+//!
+//! Every struct denies unknown keys, so a misspelt key is an error rather than a
+//! silently ignored setting. Section defaults live in `config/default.toml`; defaults
+//! of items in arrays (a tenant's quota, a connector's API root) live here, because a
+//! TOML file cannot give defaults to array items. Keys that are required but have no
+//! sensible default deserialize to an empty value and are reported as `missing` by
+//! validation, so that one run reports every missing key at once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use super::duration;
+use super::secret::Secret;
+
+/// Declares an enum written in the configuration as one of a few lowercase keywords.
+///
+/// Deserializing through `TryFrom<String>` gives an error that lists the accepted
+/// keywords, where serde's derive through the config crate would only say that the
+/// enum "does not have variant constructor" so-and-so.
+macro_rules! keyword_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+        #[serde(try_from = "String")]
+        pub enum $name { $($(#[$vmeta])* $variant,)+ }
+
+        impl $name {
+            /// The keyword, as written in the configuration.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text,)+ }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+
+            fn try_from(text: String) -> Result<Self, String> {
+                match text.as_str() {
+                    $($text => Ok(Self::$variant),)+
+                    _ => Err(format!(
+                        "unknown value {text:?}, expected one of: {}",
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+/// The whole configuration of one bridge process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP listener and process-wide service settings.
+    pub server: ServerConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// The job queue.
+    pub queue: QueueConfig,
+    /// Kaizala tenants and the connectors the bridge uses in each.
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+    /// CRM sources and sinks.
+    #[serde(default)]
+    pub crm: Vec<CrmConfig>,
+    /// What the bridge does when a CRM record changes, and how answers are written back.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// `[server]`: the one HTTP listener and the process around it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the HTTP server binds (health, metrics, webhooks, admin).
+    pub listen: SocketAddr,
+    /// The address at which Kaizala and the CRM reach this bridge; webhook callback
+    /// URLs are built from it.
+    pub public_url: Option<Url>,
+    /// Bearer token for `/admin/...`; without it the admin routes are disabled.
+    pub admin_token: Option<Secret>,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub body_limit_bytes: usize,
+    /// Time a request may take before it is answered 408.
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+    /// After SIGTERM, how long in-flight work may take before the process exits anyway.
+    #[serde(with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+/// `[log]`: what is logged and how.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter: a level (`info`) or directives (`info,kaizala_bridge=debug`).
+    pub level: String,
+    /// Human-readable lines or one JSON object per line.
+    pub format: LogFormat,
+}
+
+keyword_enum! {
+    /// The output format of log lines.
+    pub enum LogFormat {
+        /// Coloured, multi-field lines for a terminal.
+        Pretty = "pretty",
+        /// One JSON object per line, for a log collector.
+        Json = "json",
+    }
+}
+
+/// `[queue]`: where jobs wait and how they are retried.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Which storage holds the jobs.
+    pub backend: QueueBackend,
+    /// SQLite database file (backend `sqlite`); relative paths start at the working directory.
+    pub sqlite_path: PathBuf,
+    /// Redis URL (backend `redis`); a secret because it may carry a password.
+    pub redis_url: Option<Secret>,
+    /// Jobs one process works on at the same time.
+    pub concurrency: u32,
+    /// Attempts before a job goes to the dead letters.
+    pub max_attempts: u32,
+    /// Delay before the first retry; it doubles with each attempt, with jitter.
+    #[serde(with = "duration")]
+    pub backoff_initial: Duration,
+    /// Longest delay between two attempts.
+    #[serde(with = "duration")]
+    pub backoff_max: Duration,
+}
+
+keyword_enum! {
+    /// Job queue storage.
+    pub enum QueueBackend {
+        /// An embedded SQLite file: one process, no other service needed.
+        Sqlite = "sqlite",
+        /// A Redis server shared by every replica.
+        Redis = "redis",
+    }
+}
+
+/// `[[tenants]]`: one Kaizala tenant (organisation).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Our name for the tenant; rules and webhook URLs refer to it.
+    #[serde(default)]
+    pub id: String,
+    /// Kaizala calls per minute across all of this tenant's connectors.
+    #[serde(default = "default_tenant_rate")]
+    pub rate_limit_per_minute: u32,
+    /// The `kz-callback-token` Kaizala sends with every webhook event.
+    pub callback_token: Option<Secret>,
+    /// The connectors (Kaizala applications) the bridge uses in this tenant.
+    #[serde(default)]
+    pub connectors: Vec<ConnectorConfig>,
+}
+
+/// `[[tenants.connectors]]`: one Kaizala connector and its credentials.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorConfig {
+    /// Our name for the connector; rules refer to it.
+    #[serde(default)]
+    pub id: String,
+    /// The connector's application id from the Kaizala management portal.
+    #[serde(default)]
+    pub application_id: String,
+    /// The connector's application secret.
+    #[serde(default)]
+    pub application_secret: Secret,
+    /// The refresh token obtained when the connector was onboarded.
+    #[serde(default)]
+    pub refresh_token: Secret,
+    /// Where access tokens are fetched from.
+    #[serde(default = "default_api_root")]
+    pub api_root: Url,
+    /// Kaizala calls per minute through this connector.
+    #[serde(default = "default_connector_rate")]
+    pub rate_limit_per_minute: u32,
+    /// Ids of the Kaizala groups this connector may post to.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// `[[crm]]`: one CRM organisation the bridge reads records from and writes answers to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrmConfig {
+    /// Our name for the source; rules refer to it.
+    #[serde(default)]
+    pub id: String,
+    /// Which CRM this is.
+    pub kind: Option<CrmKind>,
+    /// The organisation URL, e.g. `https://contoso.crm.dynamics.com`.
+    pub url: Option<Url>,
+    /// The Microsoft Entra tenant (directory) id the app registration lives in.
+    #[serde(default)]
+    pub tenant_id: String,
+    /// The app registration's client id.
+    #[serde(default)]
+    pub client_id: String,
+    /// The app registration's client secret.
+    #[serde(default)]
+    pub client_secret: Secret,
+    /// Entity sets watched for new and changed records, e.g. `opportunities`.
+    #[serde(default = "default_entity_sets")]
+    pub entity_sets: Vec<String>,
+    /// How often change tracking is polled.
+    #[serde(default = "default_poll_interval", with = "duration")]
+    pub poll_interval: Duration,
+    /// The key the CRM's webhook must present; without it the webhook route is off.
+    pub webhook_key: Option<Secret>,
+}
+
+keyword_enum! {
+    /// The kinds of CRM the bridge speaks to.
+    pub enum CrmKind {
+        /// Dynamics 365 Customer Engagement / Microsoft Dataverse (Web API v9.2).
+        Dataverse = "dataverse",
+    }
+}
+
+/// `[[rules]]`: when a CRM record changes, which Kaizala action to send where, and how
+/// each answer goes back to the CRM.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Our name for the rule; part of every idempotency key it makes.
+    #[serde(default)]
+    pub id: String,
+    /// Which CRM change fires the rule.
+    pub trigger: Option<TriggerConfig>,
+    /// Where the action goes.
+    pub target: Option<TargetConfig>,
+    /// The action template file (TOML), relative to the configuration file.
+    #[serde(default)]
+    pub action: PathBuf,
+    /// How answers are written back to the CRM.
+    pub write_back: Option<WriteBackConfig>,
+}
+
+/// `[rules.trigger]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfig {
+    /// Id of the `[[crm]]` source whose records fire the rule.
+    #[serde(default)]
+    pub crm: String,
+    /// The entity set the record belongs to; one of that source's `entity_sets`.
+    #[serde(default)]
+    pub entity: String,
+    /// Whether a new record or a change to an existing one fires the rule.
+    pub on: Option<TriggerEvent>,
+    /// An expression over the record's attributes that must hold, e.g.
+    /// `estimatedvalue >= 10000 and statecode == 0`.
+    pub filter: Option<String>,
+}
+
+keyword_enum! {
+    /// The CRM changes a rule can react to.
+    pub enum TriggerEvent {
+        /// A record was created.
+        Created = "created",
+        /// A record was updated.
+        Updated = "updated",
+    }
+}
+
+/// `[rules.target]`: the Kaizala group an action is posted to, and through which connector.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Id of a `[[tenants]]` entry.
+    #[serde(default)]
+    pub tenant: String,
+    /// Id of one of that tenant's connectors.
+    #[serde(default)]
+    pub connector: String,
+    /// Id of a Kaizala group granted to that connector.
+    #[serde(default)]
+    pub group: String,
+}
+
+/// `[rules.write_back]`: the CRM activity made from each answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteBackConfig {
+    /// The activity kind created regarding the record.
+    #[serde(default = "default_activity")]
+    pub activity: ActivityKind,
+    /// Template of the activity's subject.
+    #[serde(default)]
+    pub subject: String,
+    /// Template of the activity's description (a note's text).
+    #[serde(default)]
+    pub description: String,
+}
+
+keyword_enum! {
+    /// The CRM activity types an answer can become.
+    pub enum ActivityKind {
+        /// A task regarding the record.
+        Task = "task",
+        /// A note (annotation) on the record.
+        Note = "note",
+    }
+}
+
+fn default_tenant_rate() -> u32 {
+    300
+}
+
+fn default_connector_rate() -> u32 {
+    100
+}
+
+fn default_api_root() -> Url {
+    Url::parse("https://api.kaiza.la").expect("constant URL parses")
+}
+
+fn default_entity_sets() -> Vec<String> {
+    vec!["opportunities".to_string()]
+}
+
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_activity() -> ActivityKind {
+    ActivityKind::Task
+}

@@ -1,0 +1,150 @@
+//! Secrets in the configuration: given inline, as `env:NAME` or as `file:PATH`.
+//!
+//! A [`Secret`] holds the text as written until [`Secret::resolve`] replaces it with the
+//! value it points to; [`crate::config::Config::load`] resolves every secret before it
+//! hands out a configuration, so code outside this module only ever sees values. The
+//! text lives in a [`SecretString`] from the start, so not even an `env:` reference is
+//! printed by `Debug`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+
+/// A configured secret: an API secret, a token, a password-bearing URL.
+#[derive(Clone, Default)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    /// A secret with this value, already resolved (used by tests and emulators).
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(SecretString::from(value.into()))
+    }
+
+    /// The value, for the one place that must send it over the wire.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// True when nothing was configured.
+    pub fn is_empty(&self) -> bool {
+        self.0.expose_secret().is_empty()
+    }
+
+    /// Replaces an `env:NAME` or `file:PATH` reference by the value it names.
+    ///
+    /// `env` is the environment to read (a snapshot, so tests need not touch the
+    /// process's); a relative `file:` path is taken from `base_dir`, the directory of
+    /// the configuration file. A file's trailing newline is dropped, because secret
+    /// files written by `echo` or mounted by Kubernetes often end with one.
+    pub fn resolve(
+        &mut self,
+        env: &HashMap<String, String>,
+        base_dir: &Path,
+    ) -> Result<(), String> {
+        let text = self.0.expose_secret();
+        let value = if let Some(name) = text.strip_prefix("env:") {
+            match env.get(name) {
+                Some(value) if !value.is_empty() => value.clone(),
+                Some(_) => return Err(format!("environment variable {name} is empty")),
+                None => return Err(format!("environment variable {name} is not set")),
+            }
+        } else if let Some(path) = text.strip_prefix("file:") {
+            let path = base_dir.join(path);
+            let content = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+            let value = content.trim_end_matches(['\r', '\n']).to_string();
+            if value.is_empty() {
+                return Err(format!("secret file {} is empty", path.display()));
+            }
+            value
+        } else {
+            return Ok(());
+        };
+        self.0 = SecretString::from(value);
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([REDACTED])")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        SecretString::deserialize(deserializer).map(Self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn inline_value_is_kept() {
+        let mut s = Secret::new("s3cret");
+        s.resolve(&env(&[]), Path::new(".")).unwrap();
+        assert_eq!(s.expose(), "s3cret");
+    }
+
+    #[test]
+    fn env_reference_reads_the_variable() {
+        let mut s = Secret::new("env:APP_SECRET");
+        s.resolve(&env(&[("APP_SECRET", "from-env")]), Path::new("."))
+            .unwrap();
+        assert_eq!(s.expose(), "from-env");
+    }
+
+    #[test]
+    fn unset_or_empty_variable_is_named() {
+        let mut s = Secret::new("env:NOPE");
+        assert_eq!(
+            s.resolve(&env(&[]), Path::new(".")).unwrap_err(),
+            "environment variable NOPE is not set"
+        );
+        let mut s = Secret::new("env:BLANK");
+        assert_eq!(
+            s.resolve(&env(&[("BLANK", "")]), Path::new("."))
+                .unwrap_err(),
+            "environment variable BLANK is empty"
+        );
+    }
+
+    #[test]
+    fn file_reference_is_relative_to_the_config_and_loses_its_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "from-file\n").unwrap();
+        let mut s = Secret::new("file:token");
+        s.resolve(&env(&[]), dir.path()).unwrap();
+        assert_eq!(s.expose(), "from-file");
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Secret::new("file:absent");
+        let err = s.resolve(&env(&[]), dir.path()).unwrap_err();
+        assert!(err.starts_with("cannot read secret file "), "{err}");
+        assert!(err.contains("absent"), "{err}");
+    }
+
+    #[test]
+    fn debug_never_shows_the_value_or_the_reference() {
+        assert_eq!(format!("{:?}", Secret::new("env:X")), "Secret([REDACTED])");
+        assert_eq!(
+            format!("{:?}", Secret::new("hunter2")),
+            "Secret([REDACTED])"
+        );
+    }
+}

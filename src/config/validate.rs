@@ -1,0 +1,417 @@
+//! Checks that need more than the types: required keys, value ranges, ids that must be
+//! unique, rules that must name things that exist, files that must be there; and the
+//! resolution of every secret. Each problem is recorded with its key path.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use url::Url;
+
+use super::problems::Problems;
+use super::schema::*;
+use super::secret::Secret;
+
+/// What validation reads besides the configuration itself.
+pub struct Context<'a> {
+    /// The directory of the configuration file; relative file paths start there.
+    pub base_dir: &'a Path,
+    /// The environment that `env:` secrets are read from.
+    pub env: &'a HashMap<String, String>,
+}
+
+/// Validates `config` in place: secrets are resolved and rule action paths made
+/// relative to the working directory.
+pub fn validate(config: &mut Config, cx: &Context, problems: &mut Problems) {
+    server(&mut config.server, cx, problems);
+    log(&config.log, problems);
+    queue(&mut config.queue, cx, problems);
+    unique_ids(
+        "tenants",
+        config.tenants.iter().map(|t| t.id.as_str()),
+        problems,
+    );
+    for (i, tenant) in config.tenants.iter_mut().enumerate() {
+        self::tenant(&format!("tenants[{i}]"), tenant, cx, problems);
+    }
+    unique_ids("crm", config.crm.iter().map(|c| c.id.as_str()), problems);
+    for (i, crm) in config.crm.iter_mut().enumerate() {
+        self::crm(&format!("crm[{i}]"), crm, cx, problems);
+    }
+    unique_ids(
+        "rules",
+        config.rules.iter().map(|r| r.id.as_str()),
+        problems,
+    );
+    let (tenants, crm) = (&config.tenants, &config.crm);
+    for (i, rule) in config.rules.iter_mut().enumerate() {
+        self::rule(&format!("rules[{i}]"), rule, tenants, crm, cx, problems);
+    }
+}
+
+fn server(server: &mut ServerConfig, cx: &Context, problems: &mut Problems) {
+    if let Some(url) = &server.public_url {
+        http_url("server.public_url", url, problems);
+    }
+    if let Some(token) = &mut server.admin_token {
+        secret("server.admin_token", token, cx, problems);
+    }
+    if server.body_limit_bytes == 0 {
+        problems.push("server.body_limit_bytes", "must be greater than 0");
+    }
+    if server.request_timeout.is_zero() {
+        problems.push("server.request_timeout", "must be longer than 0s");
+    }
+}
+
+fn log(log: &LogConfig, problems: &mut Problems) {
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log.level) {
+        problems.push("log.level", format!("invalid filter {:?}: {e}", log.level));
+    }
+}
+
+fn queue(queue: &mut QueueConfig, cx: &Context, problems: &mut Problems) {
+    if queue.sqlite_path.as_os_str().is_empty() {
+        problems.push("queue.sqlite_path", "missing");
+    }
+    if let Some(url) = &mut queue.redis_url {
+        if secret("queue.redis_url", url, cx, problems) {
+            redis_url("queue.redis_url", url, problems);
+        }
+    } else if queue.backend == QueueBackend::Redis {
+        problems.push(
+            "queue.redis_url",
+            "missing (required when queue.backend = \"redis\")",
+        );
+    }
+    at_least_one("queue.concurrency", queue.concurrency, problems);
+    at_least_one("queue.max_attempts", queue.max_attempts, problems);
+    if queue.backoff_initial.is_zero() {
+        problems.push("queue.backoff_initial", "must be longer than 0s");
+    }
+    if queue.backoff_max < queue.backoff_initial {
+        problems.push(
+            "queue.backoff_max",
+            "must not be shorter than queue.backoff_initial",
+        );
+    }
+}
+
+fn tenant(path: &str, tenant: &mut TenantConfig, cx: &Context, problems: &mut Problems) {
+    id(&format!("{path}.id"), &tenant.id, problems);
+    at_least_one(
+        &format!("{path}.rate_limit_per_minute"),
+        tenant.rate_limit_per_minute,
+        problems,
+    );
+    if let Some(token) = &mut tenant.callback_token {
+        secret(&format!("{path}.callback_token"), token, cx, problems);
+    }
+    if tenant.connectors.is_empty() {
+        problems.push(
+            format!("{path}.connectors"),
+            "at least one connector is required",
+        );
+    }
+    let ids = tenant.connectors.iter().map(|c| c.id.as_str());
+    unique_ids(&format!("{path}.connectors"), ids, problems);
+    for (i, connector) in tenant.connectors.iter_mut().enumerate() {
+        let path = format!("{path}.connectors[{i}]");
+        id(&format!("{path}.id"), &connector.id, problems);
+        required(
+            &format!("{path}.application_id"),
+            &connector.application_id,
+            problems,
+        );
+        let application_secret = &mut connector.application_secret;
+        required_secret(
+            &format!("{path}.application_secret"),
+            application_secret,
+            cx,
+            problems,
+        );
+        let refresh_token = &mut connector.refresh_token;
+        required_secret(
+            &format!("{path}.refresh_token"),
+            refresh_token,
+            cx,
+            problems,
+        );
+        http_url(&format!("{path}.api_root"), &connector.api_root, problems);
+        let rate = connector.rate_limit_per_minute;
+        at_least_one(&format!("{path}.rate_limit_per_minute"), rate, problems);
+        let groups = connector.groups.iter().map(String::as_str);
+        unique_ids(&format!("{path}.groups"), groups, problems);
+    }
+}
+
+fn crm(path: &str, crm: &mut CrmConfig, cx: &Context, problems: &mut Problems) {
+    id(&format!("{path}.id"), &crm.id, problems);
+    if crm.kind.is_none() {
+        problems.push(
+            format!("{path}.kind"),
+            "missing (the one kind supported is \"dataverse\")",
+        );
+    }
+    match &crm.url {
+        Some(url) => http_url(&format!("{path}.url"), url, problems),
+        None => problems.push(format!("{path}.url"), "missing"),
+    }
+    required(&format!("{path}.tenant_id"), &crm.tenant_id, problems);
+    required(&format!("{path}.client_id"), &crm.client_id, problems);
+    required_secret(
+        &format!("{path}.client_secret"),
+        &mut crm.client_secret,
+        cx,
+        problems,
+    );
+    if crm.entity_sets.is_empty() {
+        problems.push(
+            format!("{path}.entity_sets"),
+            "at least one entity set is required",
+        );
+    }
+    unique_ids(
+        &format!("{path}.entity_sets"),
+        crm.entity_sets.iter().map(String::as_str),
+        problems,
+    );
+    if crm.poll_interval.is_zero() {
+        problems.push(format!("{path}.poll_interval"), "must be longer than 0s");
+    }
+    if let Some(key) = &mut crm.webhook_key {
+        secret(&format!("{path}.webhook_key"), key, cx, problems);
+    }
+}
+
+fn rule(
+    path: &str,
+    rule: &mut RuleConfig,
+    tenants: &[TenantConfig],
+    crm: &[CrmConfig],
+    cx: &Context,
+    problems: &mut Problems,
+) {
+    id(&format!("{path}.id"), &rule.id, problems);
+    match &rule.trigger {
+        Some(trigger) => self::trigger(&format!("{path}.trigger"), trigger, crm, problems),
+        None => problems.push(format!("{path}.trigger"), "missing"),
+    }
+    match &rule.target {
+        Some(target) => self::target(&format!("{path}.target"), target, tenants, problems),
+        None => problems.push(format!("{path}.target"), "missing"),
+    }
+    action(&format!("{path}.action"), rule, cx, problems);
+    match &rule.write_back {
+        Some(write_back) => {
+            required(
+                &format!("{path}.write_back.subject"),
+                &write_back.subject,
+                problems,
+            );
+            let description = &write_back.description;
+            required(
+                &format!("{path}.write_back.description"),
+                description,
+                problems,
+            );
+        }
+        None => problems.push(format!("{path}.write_back"), "missing"),
+    }
+}
+
+fn trigger(path: &str, trigger: &TriggerConfig, crm: &[CrmConfig], problems: &mut Problems) {
+    let crm_path = format!("{path}.crm");
+    if required(&crm_path, &trigger.crm, problems) {
+        match crm.iter().find(|c| c.id == trigger.crm) {
+            None => problems.push(
+                crm_path,
+                unknown("crm source", &trigger.crm, crm.iter().map(|c| &c.id)),
+            ),
+            Some(source) => {
+                let entity_path = format!("{path}.entity");
+                if required(&entity_path, &trigger.entity, problems)
+                    && !source.entity_sets.contains(&trigger.entity)
+                {
+                    let message = format!(
+                        "{:?} is not watched by crm source {:?} (its entity_sets: {})",
+                        trigger.entity,
+                        source.id,
+                        source.entity_sets.join(", ")
+                    );
+                    problems.push(entity_path, message);
+                }
+            }
+        }
+    }
+    if trigger.on.is_none() {
+        problems.push(format!("{path}.on"), "missing (\"created\" or \"updated\")");
+    }
+    if trigger
+        .filter
+        .as_deref()
+        .is_some_and(|f| f.trim().is_empty())
+    {
+        problems.push(
+            format!("{path}.filter"),
+            "is empty (leave it out to match every record)",
+        );
+    }
+}
+
+fn target(path: &str, target: &TargetConfig, tenants: &[TenantConfig], problems: &mut Problems) {
+    let tenant_path = format!("{path}.tenant");
+    if !required(&tenant_path, &target.tenant, problems) {
+        return;
+    }
+    let Some(tenant) = tenants.iter().find(|t| t.id == target.tenant) else {
+        let known = tenants.iter().map(|t| &t.id);
+        problems.push(tenant_path, unknown("tenant", &target.tenant, known));
+        return;
+    };
+    let connector_path = format!("{path}.connector");
+    if !required(&connector_path, &target.connector, problems) {
+        return;
+    }
+    let Some(connector) = tenant.connectors.iter().find(|c| c.id == target.connector) else {
+        let what = format!("connector of tenant {:?}", tenant.id);
+        let known = tenant.connectors.iter().map(|c| &c.id);
+        problems.push(connector_path, unknown(&what, &target.connector, known));
+        return;
+    };
+    let group_path = format!("{path}.group");
+    if required(&group_path, &target.group, problems) && !connector.groups.contains(&target.group) {
+        let message = format!(
+            "group {:?} is not granted to connector {:?} (its groups: {})",
+            target.group,
+            connector.id,
+            if connector.groups.is_empty() {
+                "none".to_string()
+            } else {
+                connector.groups.join(", ")
+            }
+        );
+        problems.push(group_path, message);
+    }
+}
+
+/// The action template must exist and be TOML; its meaning is checked by the rules.
+fn action(path: &str, rule: &mut RuleConfig, cx: &Context, problems: &mut Problems) {
+    if rule.action.as_os_str().is_empty() {
+        problems.push(path, "missing (the path of an action template file)");
+        return;
+    }
+    let file = cx.base_dir.join(&rule.action);
+    match std::fs::read_to_string(&file) {
+        Err(e) => problems.push(path, format!("cannot read {}: {e}", file.display())),
+        Ok(text) => {
+            if let Err(e) = text.parse::<toml::Table>() {
+                let message = format!("{} is not valid TOML: {}", file.display(), e.message());
+                let line = e
+                    .span()
+                    .map(|span| text[..span.start].lines().count().max(1));
+                match line {
+                    Some(line) => problems.push(path, format!("{message} (line {line})")),
+                    None => problems.push(path, message),
+                }
+            }
+            rule.action = file;
+        }
+    }
+}
+
+/// Records `missing` when `value` is empty; returns whether it is present.
+fn required(path: &str, value: &str, problems: &mut Problems) -> bool {
+    if value.trim().is_empty() {
+        problems.push(path, "missing");
+        return false;
+    }
+    true
+}
+
+/// An id that appears in URLs and metric labels: letters, digits, `-`, `_`, `.`.
+fn id(path: &str, value: &str, problems: &mut Problems) {
+    if required(path, value, problems)
+        && !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        let message = format!("{value:?} may hold only letters, digits, '-', '_' and '.'");
+        problems.push(path, message);
+    }
+}
+
+fn unique_ids<'a>(path: &str, ids: impl Iterator<Item = &'a str>, problems: &mut Problems) {
+    let mut seen = HashSet::new();
+    for (i, id) in ids.enumerate() {
+        if !id.is_empty() && !seen.insert(id) {
+            problems.push(format!("{path}[{i}]"), format!("duplicate id {id:?}"));
+        }
+    }
+}
+
+fn at_least_one(path: &str, value: u32, problems: &mut Problems) {
+    if value == 0 {
+        problems.push(path, "must be at least 1");
+    }
+}
+
+fn http_url(path: &str, url: &Url, problems: &mut Problems) {
+    if !matches!(url.scheme(), "http" | "https") {
+        problems.push(
+            path,
+            format!("must be an http or https URL, not {:?}", url.scheme()),
+        );
+    }
+}
+
+/// Redis URL schemes the redis crate accepts. The URL itself is never printed: it may
+/// hold a password.
+fn redis_url(path: &str, url: &Secret, problems: &mut Problems) {
+    match Url::parse(url.expose()) {
+        Ok(url) if matches!(url.scheme(), "redis" | "rediss" | "redis+unix" | "unix") => {}
+        Ok(url) => problems.push(
+            path,
+            format!(
+                "scheme {:?} is not a Redis URL (redis://, rediss:// or unix://)",
+                url.scheme()
+            ),
+        ),
+        Err(e) => problems.push(path, format!("not a valid URL ({e})")),
+    }
+}
+
+/// Resolves a secret that must be given.
+fn required_secret(path: &str, value: &mut Secret, cx: &Context, problems: &mut Problems) {
+    if value.is_empty() {
+        problems.push(path, "missing");
+    } else {
+        secret(path, value, cx, problems);
+    }
+}
+
+/// Resolves an `env:` or `file:` secret; returns whether it has a usable value.
+fn secret(path: &str, value: &mut Secret, cx: &Context, problems: &mut Problems) -> bool {
+    match value.resolve(cx.env, cx.base_dir) {
+        Ok(()) if value.is_empty() => {
+            problems.push(path, "is empty");
+            false
+        }
+        Ok(()) => true,
+        Err(message) => {
+            problems.push(path, message);
+            false
+        }
+    }
+}
+
+fn unknown<'a>(what: &str, name: &str, known: impl Iterator<Item = &'a String>) -> String {
+    let known: Vec<&str> = known
+        .map(String::as_str)
+        .filter(|k| !k.is_empty())
+        .collect();
+    if known.is_empty() {
+        format!("unknown {what} {name:?} (none is configured)")
+    } else {
+        format!("unknown {what} {name:?} (known: {})", known.join(", "))
+    }
+}

@@ -1,0 +1,7 @@
+//! kaizala-bridge: keeps a CRM and Microsoft Kaizala in step.
+//!
+//! A new CRM record becomes a Kaizala survey in the right group; every answer comes
+//! back as an activity on that record. The project's `DESIGN.md` has the whole picture;
+//! each module's doc comment says what it holds.
+
+pub mod config;
