@@ -4,4 +4,10 @@
 //! back as an activity on that record. The project's `DESIGN.md` has the whole picture;
 //! each module's doc comment says what it holds.
 
+pub mod app;
+pub mod cli;
 pub mod config;
+pub mod http;
+pub mod readiness;
+pub mod shutdown;
+pub mod telemetry;

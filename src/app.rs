@@ -1,0 +1,140 @@
+//! Wiring: build what `kaizala-bridge run` needs from a [`Config`], serve until told
+//! to stop, then drain.
+//!
+//! [`Application::build`] binds the listener before anything runs, so a caller (a test
+//! with `listen = "127.0.0.1:0"`) learns the address at once, and a port already in use
+//! is reported before any work starts.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, QueueBackend};
+use crate::http::{self, AppState};
+use crate::readiness::{Readiness, ReadinessError};
+use crate::{shutdown, telemetry};
+
+/// The service could not start or failed while running.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The listener could not be bound.
+    #[error("server.listen: cannot listen on {address}: {source}")]
+    Bind {
+        /// The configured address.
+        address: SocketAddr,
+        /// Why the bind failed (address in use, permission denied...).
+        source: io::Error,
+    },
+    /// The directory of the SQLite queue could not be created.
+    #[error("queue.sqlite_path: cannot create directory {}: {source}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why it could not be created.
+        source: io::Error,
+    },
+    /// Readiness probes could not be set up.
+    #[error(transparent)]
+    Readiness(#[from] ReadinessError),
+    /// The HTTP server stopped with an error.
+    #[error("the HTTP server failed: {0}")]
+    Serve(io::Error),
+}
+
+/// A bound, ready-to-run bridge.
+pub struct Application {
+    listener: TcpListener,
+    address: SocketAddr,
+    router: Router,
+    readiness: Arc<Readiness>,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    /// Builds everything `config` asks for and binds the listener.
+    pub async fn build(config: &Config) -> Result<Self, AppError> {
+        if config.queue.backend == QueueBackend::Sqlite {
+            if let Some(dir) = config
+                .queue
+                .sqlite_path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|source| AppError::DataDir {
+                        path: dir.to_path_buf(),
+                        source,
+                    })?;
+            }
+        }
+        let readiness = Arc::new(Readiness::for_config(config)?);
+        telemetry::metrics();
+        let router = http::router(
+            AppState {
+                readiness: readiness.clone(),
+            },
+            &config.server,
+        );
+        let address = config.server.listen;
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| AppError::Bind { address, source })?;
+        let address = listener
+            .local_addr()
+            .map_err(|source| AppError::Bind { address, source })?;
+        Ok(Self {
+            listener,
+            address,
+            router,
+            readiness,
+            shutdown_grace: config.server.shutdown_grace,
+        })
+    }
+
+    /// The address actually bound (the real port when the configuration said 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting, reports not ready,
+    /// and lets in-flight requests finish within the grace period.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), AppError> {
+        tracing::info!(address = %self.address, "listening on http://{}", self.address);
+        let readiness = self.readiness.clone();
+        let stop = shutdown.clone();
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            stop.cancelled().await;
+            readiness.start_draining();
+            tracing::info!("no longer accepting connections; draining in-flight requests");
+        });
+        let grace = self.shutdown_grace;
+        let grace_elapsed = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = server => result.map_err(AppError::Serve)?,
+            () = grace_elapsed => {
+                tracing::warn!(?grace, "in-flight requests outlived the shutdown grace period; stopping anyway");
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// `kaizala-bridge run`: build, serve, and stop cleanly on SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), AppError> {
+    tracing::debug!(?config, "configuration loaded");
+    let app = Application::build(&config).await?;
+    let shutdown = CancellationToken::new();
+    shutdown::cancel_on_signal(shutdown.clone());
+    app.run_until_stopped(shutdown).await
+}

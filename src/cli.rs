@@ -1,0 +1,65 @@
+//! The command line: `kaizala-bridge [--config FILE] <command>`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code of a run that went well.
+pub const EXIT_OK: u8 = 0;
+/// Exit code of a failure while running (a port in use, a dependency gone).
+pub const EXIT_RUNTIME: u8 = 1;
+/// Exit code of a bad configuration or a bad command line (clap uses it too).
+pub const EXIT_USAGE: u8 = 2;
+
+/// Connects a CRM (Dynamics 365 / Dataverse) with Microsoft Kaizala: new CRM records
+/// become Kaizala surveys, and every answer comes back as a CRM activity.
+#[derive(Debug, Parser)]
+#[command(name = "kaizala-bridge", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (TOML), layered over the built-in defaults; environment
+    /// variables KAIZALA_BRIDGE__SECTION__KEY override both.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "KAIZALA_BRIDGE_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands of the binary.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: serve health, metrics and webhooks until SIGTERM or SIGINT.
+    Run,
+    /// Validate the configuration and print every problem with its key path.
+    CheckConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn config_may_come_before_or_after_the_command() {
+        let before = Cli::try_parse_from(["kaizala-bridge", "--config", "a.toml", "run"]).unwrap();
+        let after =
+            Cli::try_parse_from(["kaizala-bridge", "check-config", "-c", "b.toml"]).unwrap();
+        assert_eq!(before.config.unwrap(), PathBuf::from("a.toml"));
+        assert!(matches!(before.command, Command::Run));
+        assert_eq!(after.config.unwrap(), PathBuf::from("b.toml"));
+        assert!(matches!(after.command, Command::CheckConfig));
+    }
+}

@@ -1,0 +1,34 @@
+//! The HTTP surface: one axum router on one listener.
+//!
+//! Handlers here are thin: they authenticate, parse and hand over to the module that
+//! owns the work. What every request gets (an id, a span, a timeout, a body limit,
+//! metrics) is added once, in [`middleware`].
+
+mod health;
+mod metrics;
+pub mod middleware;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+
+use crate::config::ServerConfig;
+use crate::readiness::Readiness;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Dependency probes for `/readyz`.
+    pub readiness: Arc<Readiness>,
+}
+
+/// The routes of `kaizala-bridge run`, with every middleware applied.
+pub fn router(state: AppState, server: &ServerConfig) -> Router {
+    let routes = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
+        .with_state(state);
+    middleware::apply(routes, server)
+}

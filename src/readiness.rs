@@ -1,0 +1,174 @@
+//! Readiness: whether this process can do its work right now.
+//!
+//! `GET /readyz` answers 200 only when every dependency the configuration needs
+//! answers, and 503 as soon as shutdown begins, so a load balancer or Kubernetes stops
+//! sending work before the listener closes. Each dependency is probed with a short
+//! timeout on every request, so the answer is current, not cached.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::{Config, QueueBackend};
+
+/// How long one probe may take before its dependency counts as down.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Readiness could not be set up from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadinessError {
+    /// The Redis URL was rejected by the client (the URL is not repeated: it may hold a password).
+    #[error("queue.redis_url: the Redis client rejects it: {0}")]
+    RedisUrl(redis::RedisError),
+}
+
+/// Something the process needs in order to work.
+enum Dependency {
+    /// The embedded SQLite queue: its directory must be writable.
+    SqliteQueue { path: PathBuf },
+    /// The Redis queue: the server must answer PING.
+    RedisQueue { client: redis::Client },
+}
+
+/// The dependencies of this process and whether it is shutting down.
+pub struct Readiness {
+    dependencies: Vec<Dependency>,
+    draining: AtomicBool,
+}
+
+/// The answer of `GET /readyz`.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// `ready`, `not_ready` or `draining`.
+    pub status: &'static str,
+    /// Each dependency and its state.
+    pub dependencies: Vec<DependencyReport>,
+}
+
+/// One dependency in a [`Report`].
+#[derive(Debug, Serialize)]
+pub struct DependencyReport {
+    /// What the dependency is for, e.g. `queue`.
+    pub name: &'static str,
+    /// What it is, e.g. `sqlite` or `redis`.
+    pub kind: &'static str,
+    /// `up` or `down`.
+    pub state: &'static str,
+    /// How long the probe took, in milliseconds.
+    pub latency_ms: u64,
+    /// Why it is down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Report {
+    /// True when the process can take work.
+    pub fn is_ready(&self) -> bool {
+        self.status == "ready"
+    }
+}
+
+impl Readiness {
+    /// The dependencies `config` needs.
+    pub fn for_config(config: &Config) -> Result<Self, ReadinessError> {
+        let queue = match config.queue.backend {
+            QueueBackend::Sqlite => Dependency::SqliteQueue {
+                path: config.queue.sqlite_path.clone(),
+            },
+            QueueBackend::Redis => {
+                let url = config
+                    .queue
+                    .redis_url
+                    .as_ref()
+                    .map(|u| u.expose())
+                    .unwrap_or_default();
+                let client = redis::Client::open(url).map_err(ReadinessError::RedisUrl)?;
+                Dependency::RedisQueue { client }
+            }
+        };
+        Ok(Self {
+            dependencies: vec![queue],
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// From now on the process reports itself not ready: it is shutting down.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Probes every dependency.
+    pub async fn report(&self) -> Report {
+        let mut dependencies = Vec::with_capacity(self.dependencies.len());
+        for dependency in &self.dependencies {
+            dependencies.push(dependency.probe().await);
+        }
+        let status = if self.draining.load(Ordering::SeqCst) {
+            "draining"
+        } else if dependencies.iter().all(|d| d.state == "up") {
+            "ready"
+        } else {
+            "not_ready"
+        };
+        Report {
+            status,
+            dependencies,
+        }
+    }
+}
+
+impl Dependency {
+    async fn probe(&self) -> DependencyReport {
+        let started = Instant::now();
+        let outcome = match tokio::time::timeout(PROBE_TIMEOUT, self.check()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+        };
+        let (name, kind) = match self {
+            Dependency::SqliteQueue { .. } => ("queue", "sqlite"),
+            Dependency::RedisQueue { .. } => ("queue", "redis"),
+        };
+        DependencyReport {
+            name,
+            kind,
+            state: if outcome.is_ok() { "up" } else { "down" },
+            latency_ms: started.elapsed().as_millis() as u64,
+            error: outcome.err(),
+        }
+    }
+
+    async fn check(&self) -> Result<(), String> {
+        match self {
+            Dependency::SqliteQueue { path } => probe_writable_dir(path).await,
+            Dependency::RedisQueue { client } => {
+                let mut connection = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(|e| format!("cannot connect: {e}"))?;
+                redis::cmd("PING")
+                    .query_async::<String>(&mut connection)
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("PING failed: {e}"))
+            }
+        }
+    }
+}
+
+/// The database file's directory must accept a new file: a missing volume or a
+/// read-only mount shows up here before the queue fails on it.
+async fn probe_writable_dir(database: &std::path::Path) -> Result<(), String> {
+    let dir = match database.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let probe = dir.join(format!(".kaizala-bridge-ready-{}", std::process::id()));
+    tokio::fs::write(&probe, b"")
+        .await
+        .map_err(|e| format!("directory {} is not writable: {e}", dir.display()))?;
+    tokio::fs::remove_file(&probe)
+        .await
+        .map_err(|e| format!("cannot remove probe file {}: {e}", probe.display()))
+}

@@ -1,0 +1,110 @@
+//! Logs and metrics for the whole process.
+//!
+//! Logs go to stderr through `tracing`, as human-readable lines or one JSON object
+//! per line. Every line emitted while a request is served sits inside that request's
+//! span, so it carries the request's id. Metrics are recorded with the `metrics` facade
+//! into one process-wide Prometheus recorder, rendered on `GET /metrics`.
+
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing::Subscriber;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+
+/// `kaizala_bridge_build_info{version}`: always 1; the labels say what is running.
+pub const BUILD_INFO: &str = "kaizala_bridge_build_info";
+/// `kaizala_bridge_uptime_seconds`: time since the process started.
+pub const UPTIME_SECONDS: &str = "kaizala_bridge_uptime_seconds";
+
+/// Histogram buckets for latencies, in seconds: 1 ms to 60 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// `log.level` is not a valid filter (validation normally catches this first).
+    #[error("log.level: invalid filter: {0}")]
+    Filter(#[from] tracing_subscriber::filter::ParseError),
+    /// Another global subscriber was installed first.
+    #[error("a global log subscriber is already installed: {0}")]
+    AlreadyInstalled(#[from] tracing::subscriber::SetGlobalDefaultError),
+}
+
+/// Installs the process-wide log subscriber, writing to stderr.
+pub fn init_logging(config: &LogConfig) -> Result<(), TelemetryError> {
+    let ansi = std::io::stderr().is_terminal();
+    let subscriber = log_subscriber(config, std::io::stderr, ansi)?;
+    tracing::subscriber::set_global_default(subscriber)?;
+    Ok(())
+}
+
+/// A subscriber for `config` that writes to `writer`; tests capture logs with it.
+pub fn log_subscriber<W>(
+    config: &LogConfig,
+    writer: W,
+    ansi: bool,
+) -> Result<Box<dyn Subscriber + Send + Sync>, TelemetryError>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_new(&config.level)?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    Ok(match config.format {
+        LogFormat::Pretty => Box::new(builder.with_ansi(ansi).finish()),
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .flatten_event(true)
+                .finish(),
+        ),
+    })
+}
+
+static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// The process-wide Prometheus recorder, installed on first use.
+///
+/// Installing it once per process (not per [`crate::app::Application`]) lets tests run
+/// several applications in one process; their metrics share the recorder.
+pub fn metrics() -> &'static PrometheusHandle {
+    METRICS.get_or_init(|| {
+        STARTED.get_or_init(Instant::now);
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), LATENCY_BUCKETS)
+            .expect("latency buckets are not empty")
+            .install_recorder()
+            .expect("no other metrics recorder is installed in this process");
+        metrics::describe_gauge!(
+            BUILD_INFO,
+            "Always 1; the labels say which build is running."
+        );
+        metrics::describe_gauge!(
+            UPTIME_SECONDS,
+            metrics::Unit::Seconds,
+            "Time since the process started."
+        );
+        metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        handle
+    })
+}
+
+/// Renders every metric in the Prometheus text format, with the uptime brought up to date.
+pub fn render_metrics() -> String {
+    let handle = metrics();
+    let started = STARTED.get_or_init(Instant::now);
+    metrics::gauge!(UPTIME_SECONDS).set(started.elapsed().as_secs_f64());
+    handle.run_upkeep();
+    handle.render()
+}
