@@ -6,7 +6,7 @@
 //! timeout on every request, so the answer is current, not cached.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -164,7 +164,10 @@ async fn probe_writable_dir(database: &std::path::Path) -> Result<(), String> {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let probe = dir.join(format!(".kaizala-bridge-ready-{}", std::process::id()));
+    // One name per probe: concurrent probes must not remove each other's file.
+    static PROBES: AtomicU64 = AtomicU64::new(0);
+    let n = PROBES.fetch_add(1, Ordering::Relaxed);
+    let probe = dir.join(format!(".kaizala-bridge-ready-{}-{n}", std::process::id()));
     tokio::fs::write(&probe, b"")
         .await
         .map_err(|e| format!("directory {} is not writable: {e}", dir.display()))?;
