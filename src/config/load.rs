@@ -47,7 +47,18 @@ pub fn merged_tree(file: Option<&Path>, env: &HashMap<String, String>) -> Result
                 ),
             ));
         }
-        builder = builder.add_source(File::from(path.to_path_buf()).format(FileFormat::Toml));
+        // Read here rather than by the config crate, which would name the file by a
+        // path relative to the working directory in its messages.
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Problems::one(
+                "",
+                format!("cannot read configuration file {}: {e}", path.display()),
+            )
+        })?;
+        if let Err(e) = text.parse::<toml::Table>() {
+            return Err(Problems::one("", format!("{}: {e}", path.display())));
+        }
+        builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
     }
     builder = builder.add_source(
         Environment::with_prefix(ENV_PREFIX)

@@ -193,10 +193,7 @@ fn three_different_mistakes_are_all_reported_with_their_paths() {
         .replace("connector = \"bot\"", "connector = \"robot\"");
     let found = problems(&toml);
     assert_eq!(found.len(), 3, "{found:#?}");
-    assert!(
-        found[0].starts_with("crm[0].colour: unknown key (in "),
-        "{found:#?}"
-    );
+    assert!(found[0] == "crm[0].colour: unknown key", "{found:#?}");
     assert_has(
         &found,
         "tenants[0].connectors[0].refresh_token: environment variable UNSET_REFRESH_TOKEN is not set",
