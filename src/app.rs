@@ -59,6 +59,7 @@ pub struct Application {
 impl Application {
     /// Builds everything `config` asks for and binds the listener.
     pub async fn build(config: &Config) -> Result<Self, AppError> {
+        tracing::debug!(?config, "configuration loaded");
         if config.queue.backend == QueueBackend::Sqlite {
             if let Some(dir) = config
                 .queue
@@ -132,7 +133,6 @@ impl Application {
 
 /// `kaizala-bridge run`: build, serve, and stop cleanly on SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), AppError> {
-    tracing::debug!(?config, "configuration loaded");
     let app = Application::build(&config).await?;
     let shutdown = CancellationToken::new();
     shutdown::cancel_on_signal(shutdown.clone());

@@ -1,0 +1,226 @@
+//! The binary as an operator uses it: commands, output and exit codes.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::support::config::{ConfigDir, BASE};
+
+const BIN: &str = env!("CARGO_BIN_EXE_kaizala-bridge");
+
+fn example() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config/example.toml")
+        .display()
+        .to_string()
+}
+
+/// The binary with a clean environment, so nothing from the test's leaks in.
+fn bridge(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command.args(args).env_clear();
+    command
+}
+
+fn output(command: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().expect("the binary runs");
+    let code = status.code().expect("exited, not killed");
+    (
+        code,
+        String::from_utf8(stdout).unwrap(),
+        String::from_utf8(stderr).unwrap(),
+    )
+}
+
+#[test]
+fn version_and_help_exit_0() {
+    let (code, stdout, _) = output(&mut bridge(&["--version"]));
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout.trim(),
+        format!("kaizala-bridge {}", env!("CARGO_PKG_VERSION"))
+    );
+
+    let (code, stdout, _) = output(&mut bridge(&["--help"]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("  run           Run the daemon"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  check-config  Validate the configuration"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("--config <FILE>"), "{stdout}");
+}
+
+#[test]
+fn a_bad_command_line_exits_2() {
+    let (code, _, stderr) = output(&mut bridge(&["frobnicate"]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("unrecognized subcommand 'frobnicate'"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_config_accepts_the_shipped_example() {
+    let (code, stdout, stderr) = output(&mut bridge(&["check-config", "--config", &example()]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("configuration OK ("), "{stdout}");
+    assert!(
+        stdout.contains("1 tenant(s), 1 connector(s), 1 CRM source(s), 1 rule(s)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_config_takes_the_file_from_the_environment_too() {
+    let (code, stdout, _) =
+        output(bridge(&["check-config"]).env("KAIZALA_BRIDGE_CONFIG", example()));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("example.toml"), "{stdout}");
+}
+
+#[test]
+fn check_config_names_all_three_mistakes_and_exits_2() {
+    let toml = BASE
+        .replace("[log]", "[log]\ncolour = \"always\"")
+        .replace("\"test-app-secret-c3\"", "\"env:BRIDGE_TEST_UNSET_SECRET\"")
+        .replace("connector = \"bot\"", "connector = \"no-such-bot\"");
+    let dir = ConfigDir::new(&toml);
+    let file = dir.file().display().to_string();
+    let (code, stdout, stderr) = output(&mut bridge(&["check-config", "--config", &file]));
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("the configuration has 3 problem(s):"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("\nlog.colour: unknown key"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "\ntenants[0].connectors[0].application_secret: environment variable BRIDGE_TEST_UNSET_SECRET is not set"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("\nrules[0].target.connector: unknown connector"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_config_file_exits_2_for_every_command() {
+    for command in ["check-config", "run"] {
+        let (code, _, stderr) = output(&mut bridge(&[
+            command,
+            "--config",
+            "/nonexistent/bridge.toml",
+        ]));
+        assert_eq!(code, 2, "{command}");
+        assert!(
+            stderr.contains("/nonexistent/bridge.toml does not exist"),
+            "{stderr}"
+        );
+    }
+}
+
+/// Starts `run` with the shipped example, on a free port and a temporary data
+/// directory, and returns the child with the address it reported.
+fn start_example(data: &Path, listen: &str) -> (Child, mpsc::Receiver<String>) {
+    let mut child = bridge(&["run", "--config", &example()])
+        .env("KAIZALA_BRIDGE__SERVER__LISTEN", listen)
+        .env("KAIZALA_BRIDGE__SERVER__SHUTDOWN_GRACE", "5s")
+        .env(
+            "KAIZALA_BRIDGE__QUEUE__SQLITE_PATH",
+            data.join("queue.sqlite"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let (lines, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, receiver)
+}
+
+/// Waits for a log line containing `needle` and returns it.
+fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        seen.push(line.clone());
+        if line.contains(needle) {
+            return line;
+        }
+    }
+    panic!(
+        "no line with {needle:?}; the process said:\n{}",
+        seen.join("\n")
+    );
+}
+
+fn wait_for_exit(child: &mut Child) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().expect("exited, not killed by a signal");
+        }
+        assert!(Instant::now() < deadline, "the process did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_serves_the_example_and_exits_0_on_sigterm() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, lines) = start_example(data.path(), "127.0.0.1:0");
+    let mut seen = Vec::new();
+    let line = wait_for_line(&lines, "listening on http://", &mut seen);
+    let address = line
+        .split("listening on http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+
+    let get = |path: &str| reqwest::get(format!("http://{address}{path}"));
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    let ready = get("/readyz").await.unwrap();
+    assert_eq!(ready.status(), 200, "{}", ready.text().await.unwrap());
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("kaizala_bridge_build_info"), "{metrics}");
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(wait_for_exit(&mut child), 0);
+    wait_for_line(&lines, "shutdown requested", &mut seen);
+    wait_for_line(&lines, "stopped", &mut seen);
+}
+
+#[test]
+fn run_exits_1_when_its_port_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, lines) = start_example(data.path(), &taken.local_addr().unwrap().to_string());
+    assert_eq!(wait_for_exit(&mut child), 1);
+    let mut seen = Vec::new();
+    wait_for_line(&lines, "server.listen: cannot listen on", &mut seen);
+}

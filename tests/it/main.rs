@@ -1,0 +1,8 @@
+//! Integration and end-to-end tests, one crate so that two cores link one binary.
+
+mod cli;
+mod logs;
+mod readiness;
+mod service;
+mod shutdown;
+mod support;

@@ -1,0 +1,5 @@
+//! The test harness: configurations, the app in-process, a private redis-server.
+
+pub mod app;
+pub mod config;
+pub mod redis;
