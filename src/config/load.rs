@@ -56,7 +56,8 @@ pub fn merged_tree(file: Option<&Path>, env: &HashMap<String, String>) -> Result
             )
         })?;
         if let Err(e) = text.parse::<toml::Table>() {
-            return Err(Problems::one("", format!("{}: {e}", path.display())));
+            let message = toml_syntax_error(&e, &text);
+            return Err(Problems::one("", format!("{}: {message}", path.display())));
         }
         builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
     }
@@ -116,6 +117,23 @@ pub fn deserialize_all(mut tree: Value, problems: &mut Problems) -> Option<Confi
         previous = shown;
     }
     None
+}
+
+/// Describes a TOML syntax error by its message and line. The toml crate's own
+/// rendering quotes the offending line, which may hold a secret.
+pub fn toml_syntax_error(error: &toml::de::Error, text: &str) -> String {
+    match error.span() {
+        Some(span) => {
+            let line = text[..span.start].lines().count().max(1);
+            let line = if text[..span.start].ends_with('\n') {
+                line + 1
+            } else {
+                line
+            };
+            format!("not valid TOML at line {line}: {}", error.message())
+        }
+        None => format!("not valid TOML: {}", error.message()),
+    }
 }
 
 /// The key named by serde's "unknown field `x`, expected ..." message.

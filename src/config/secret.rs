@@ -13,6 +13,28 @@ use std::path::Path;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
+/// Why a secret reference could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// `env:NAME` names a variable that is not set.
+    #[error("environment variable {0} is not set")]
+    EnvUnset(String),
+    /// `env:NAME` names a variable that is set but empty.
+    #[error("environment variable {0} is empty")]
+    EnvEmpty(String),
+    /// `file:PATH` could not be read.
+    #[error("cannot read secret file {path}: {reason}")]
+    FileUnreadable {
+        /// The file, as resolved against the configuration's directory.
+        path: String,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// `file:PATH` is empty (or holds only a newline).
+    #[error("secret file {0} is empty")]
+    FileEmpty(String),
+}
+
 /// A configured secret: an API secret, a token, a password-bearing URL.
 #[derive(Clone, Default)]
 pub struct Secret(SecretString);
@@ -43,21 +65,24 @@ impl Secret {
         &mut self,
         env: &HashMap<String, String>,
         base_dir: &Path,
-    ) -> Result<(), String> {
+    ) -> Result<(), SecretError> {
         let text = self.0.expose_secret();
         let value = if let Some(name) = text.strip_prefix("env:") {
             match env.get(name) {
                 Some(value) if !value.is_empty() => value.clone(),
-                Some(_) => return Err(format!("environment variable {name} is empty")),
-                None => return Err(format!("environment variable {name} is not set")),
+                Some(_) => return Err(SecretError::EnvEmpty(name.to_string())),
+                None => return Err(SecretError::EnvUnset(name.to_string())),
             }
         } else if let Some(path) = text.strip_prefix("file:") {
             let path = base_dir.join(path);
-            let content = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+            let content =
+                std::fs::read_to_string(&path).map_err(|e| SecretError::FileUnreadable {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
             let value = content.trim_end_matches(['\r', '\n']).to_string();
             if value.is_empty() {
-                return Err(format!("secret file {} is empty", path.display()));
+                return Err(SecretError::FileEmpty(path.display().to_string()));
             }
             value
         } else {
@@ -110,14 +135,16 @@ mod tests {
     fn unset_or_empty_variable_is_named() {
         let mut s = Secret::new("env:NOPE");
         assert_eq!(
-            s.resolve(&env(&[]), Path::new(".")).unwrap_err(),
+            s.resolve(&env(&[]), Path::new("."))
+                .unwrap_err()
+                .to_string(),
             "environment variable NOPE is not set"
         );
         let mut s = Secret::new("env:BLANK");
         assert_eq!(
             s.resolve(&env(&[("BLANK", "")]), Path::new("."))
                 .unwrap_err(),
-            "environment variable BLANK is empty"
+            SecretError::EnvEmpty("BLANK".into())
         );
     }
 
@@ -134,7 +161,7 @@ mod tests {
     fn missing_file_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Secret::new("file:absent");
-        let err = s.resolve(&env(&[]), dir.path()).unwrap_err();
+        let err = s.resolve(&env(&[]), dir.path()).unwrap_err().to_string();
         assert!(err.starts_with("cannot read secret file "), "{err}");
         assert!(err.contains("absent"), "{err}");
     }

@@ -321,9 +321,18 @@ fn ids_must_be_unique_and_url_safe() {
         .next()
         .unwrap()
         .replace("[[tenants]]", "");
-    let toml = format!("{VALID}\n[[tenants]]{tenant}").replace("id = \"r1\"", "id = \"r 1\"");
+    let toml = format!("{VALID}\n[[tenants]]\nrate_limit_per_minute = 0{tenant}")
+        .replace("id = \"r1\"", "id = \"r 1\"");
+    let toml = toml.replace(
+        "[[tenants]]\nid = \"contoso\"\ncallback_token",
+        "[[tenants]]\nid = \"contoso\"\nrate_limit_per_minute = 0\ncallback_token",
+    );
     let found = problems(&toml);
-    assert_has(&found, "tenants[1]: duplicate id \"contoso\"");
+    assert_has(
+        &found,
+        "tenants[1].rate_limit_per_minute: must be at least 1",
+    );
+    assert_has(&found, "tenants[1].id: duplicate \"contoso\"");
     assert_has(&found, "rules[0].id: \"r 1\" may hold only letters, digits");
 }
 
@@ -381,7 +390,7 @@ fn the_action_template_must_exist_and_be_toml() {
         .collect();
     assert_has(&found, "rules[0].action: ");
     assert!(
-        found[0].contains("is not valid TOML") && found[0].contains("(line 2)"),
+        found[0].contains("survey.toml: not valid TOML at line 2: unclosed array"),
         "{found:#?}"
     );
 }
@@ -416,7 +425,21 @@ fn a_missing_file_or_bad_toml_is_one_clear_problem() {
     );
     let found = problems("[server\nlisten = 1");
     assert_eq!(found.len(), 1);
-    assert!(found[0].contains("bridge.toml"), "{found:#?}");
+    assert!(
+        found[0].contains("bridge.toml: not valid TOML at line 1"),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn a_syntax_error_never_quotes_the_line_it_is_on() {
+    let found = problems("[[tenants]]\nid = \"c\"\ncallback_token = \"hunter2-unterminated\n");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].contains("not valid TOML at line 3"), "{found:#?}");
+    assert!(
+        !found[0].contains("hunter2"),
+        "the secret is not echoed: {found:#?}"
+    );
 }
 
 #[test]

@@ -25,20 +25,27 @@ pub fn validate(config: &mut Config, cx: &Context, problems: &mut Problems) {
     server(&mut config.server, cx, problems);
     log(&config.log, problems);
     queue(&mut config.queue, cx, problems);
-    unique_ids(
+    unique(
         "tenants",
+        Some("id"),
         config.tenants.iter().map(|t| t.id.as_str()),
         problems,
     );
     for (i, tenant) in config.tenants.iter_mut().enumerate() {
         self::tenant(&format!("tenants[{i}]"), tenant, cx, problems);
     }
-    unique_ids("crm", config.crm.iter().map(|c| c.id.as_str()), problems);
+    unique(
+        "crm",
+        Some("id"),
+        config.crm.iter().map(|c| c.id.as_str()),
+        problems,
+    );
     for (i, crm) in config.crm.iter_mut().enumerate() {
         self::crm(&format!("crm[{i}]"), crm, cx, problems);
     }
-    unique_ids(
+    unique(
         "rules",
+        Some("id"),
         config.rules.iter().map(|r| r.id.as_str()),
         problems,
     );
@@ -113,7 +120,7 @@ fn tenant(path: &str, tenant: &mut TenantConfig, cx: &Context, problems: &mut Pr
         );
     }
     let ids = tenant.connectors.iter().map(|c| c.id.as_str());
-    unique_ids(&format!("{path}.connectors"), ids, problems);
+    unique(&format!("{path}.connectors"), Some("id"), ids, problems);
     for (i, connector) in tenant.connectors.iter_mut().enumerate() {
         let path = format!("{path}.connectors[{i}]");
         id(&format!("{path}.id"), &connector.id, problems);
@@ -140,7 +147,7 @@ fn tenant(path: &str, tenant: &mut TenantConfig, cx: &Context, problems: &mut Pr
         let rate = connector.rate_limit_per_minute;
         at_least_one(&format!("{path}.rate_limit_per_minute"), rate, problems);
         let groups = connector.groups.iter().map(String::as_str);
-        unique_ids(&format!("{path}.groups"), groups, problems);
+        unique(&format!("{path}.groups"), None, groups, problems);
     }
 }
 
@@ -170,8 +177,9 @@ fn crm(path: &str, crm: &mut CrmConfig, cx: &Context, problems: &mut Problems) {
             "at least one entity set is required",
         );
     }
-    unique_ids(
+    unique(
         &format!("{path}.entity_sets"),
+        None,
         crm.entity_sets.iter().map(String::as_str),
         problems,
     );
@@ -305,14 +313,8 @@ fn action(path: &str, rule: &mut RuleConfig, cx: &Context, problems: &mut Proble
         Err(e) => problems.push(path, format!("cannot read {}: {e}", file.display())),
         Ok(text) => {
             if let Err(e) = text.parse::<toml::Table>() {
-                let message = format!("{} is not valid TOML: {}", file.display(), e.message());
-                let line = e
-                    .span()
-                    .map(|span| text[..span.start].lines().count().max(1));
-                match line {
-                    Some(line) => problems.push(path, format!("{message} (line {line})")),
-                    None => problems.push(path, message),
-                }
+                let message = super::load::toml_syntax_error(&e, &text);
+                problems.push(path, format!("{}: {message}", file.display()));
             }
             rule.action = file;
         }
@@ -340,11 +342,23 @@ fn id(path: &str, value: &str, problems: &mut Problems) {
     }
 }
 
-fn unique_ids<'a>(path: &str, ids: impl Iterator<Item = &'a str>, problems: &mut Problems) {
+/// Reports repeated values of a list: items' ids (`key` = `Some("id")`, reported at
+/// `list[i].id`, so other problems inside the item are still reported) or the plain
+/// items of a list of names (`key` = `None`).
+fn unique<'a>(
+    path: &str,
+    key: Option<&str>,
+    values: impl Iterator<Item = &'a str>,
+    problems: &mut Problems,
+) {
     let mut seen = HashSet::new();
-    for (i, id) in ids.enumerate() {
-        if !id.is_empty() && !seen.insert(id) {
-            problems.push(format!("{path}[{i}]"), format!("duplicate id {id:?}"));
+    for (i, value) in values.enumerate() {
+        if !value.is_empty() && !seen.insert(value) {
+            let at = match key {
+                Some(key) => format!("{path}[{i}].{key}"),
+                None => format!("{path}[{i}]"),
+            };
+            problems.push(at, format!("duplicate {value:?}"));
         }
     }
 }
@@ -397,8 +411,8 @@ fn secret(path: &str, value: &mut Secret, cx: &Context, problems: &mut Problems)
             false
         }
         Ok(()) => true,
-        Err(message) => {
-            problems.push(path, message);
+        Err(error) => {
+            problems.push(path, error.to_string());
             false
         }
     }
