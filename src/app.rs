@@ -42,6 +42,9 @@ pub enum AppError {
     /// Readiness probes could not be set up.
     #[error(transparent)]
     Readiness(#[from] ReadinessError),
+    /// The SIGTERM/SIGINT handlers could not be installed.
+    #[error("cannot install the SIGTERM/SIGINT handlers: {0}")]
+    Signals(io::Error),
     /// The HTTP server stopped with an error.
     #[error("the HTTP server failed: {0}")]
     Serve(io::Error),
@@ -133,8 +136,8 @@ impl Application {
 
 /// `kaizala-bridge run`: build, serve, and stop cleanly on SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), AppError> {
-    let app = Application::build(&config).await?;
     let shutdown = CancellationToken::new();
-    shutdown::cancel_on_signal(shutdown.clone());
+    shutdown::cancel_on_signal(shutdown.clone()).map_err(AppError::Signals)?;
+    let app = Application::build(&config).await?;
     app.run_until_stopped(shutdown).await
 }

@@ -46,7 +46,7 @@ fn check_config(cli: &Cli, config: &Config) -> ExitCode {
 fn run(config: Config) -> ExitCode {
     if let Err(error) = telemetry::init_logging(&config.log) {
         eprintln!("kaizala-bridge: {error}");
-        return ExitCode::from(EXIT_USAGE);
+        return ExitCode::from(EXIT_RUNTIME);
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

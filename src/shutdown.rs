@@ -3,22 +3,25 @@
 //! One token per process: the HTTP server, and later the workers and pollers, hold a
 //! clone and stop taking new work when it is cancelled.
 
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 /// Cancels `token` when the process receives SIGTERM or SIGINT.
-pub fn cancel_on_signal(token: CancellationToken) {
+///
+/// The handlers are installed before this returns, so a signal that arrives while
+/// the service is still starting is not lost (or fatal, as the default action is).
+pub fn cancel_on_signal(token: CancellationToken) -> std::io::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     tokio::spawn(async move {
-        let signal = wait_for_signal().await;
-        tracing::info!(signal, "shutdown requested");
+        let name = first_of(&mut term, &mut int).await;
+        tracing::info!(signal = name, "shutdown requested");
         token.cancel();
     });
+    Ok(())
 }
 
-/// Waits for SIGTERM or SIGINT and says which came.
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler can be installed");
-    let mut int = signal(SignalKind::interrupt()).expect("a SIGINT handler can be installed");
+async fn first_of(term: &mut Signal, int: &mut Signal) -> &'static str {
     tokio::select! {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
