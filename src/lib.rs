@@ -4,6 +4,8 @@
 //! back as an activity on that record. The project's `DESIGN.md` has the whole picture;
 //! each module's doc comment says what it holds.
 
+#![warn(missing_docs)]
+
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -1,9 +1,8 @@
 //! Readiness: whether this process can do its work right now.
 //!
 //! `GET /readyz` answers 200 only when every dependency the configuration needs
-//! answers, and 503 as soon as shutdown begins, so a load balancer or Kubernetes stops
-//! sending work before the listener closes. Each dependency is probed with a short
-//! timeout on every request, so the answer is current, not cached.
+//! answers, and 503 (`draining`) from the moment shutdown begins. Each dependency is
+//! probed with a short timeout on every request, so the answer is current, not cached.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -158,7 +157,9 @@ impl Dependency {
 }
 
 /// The database file's directory must accept a new file: a missing volume or a
-/// read-only mount shows up here before the queue fails on it.
+/// read-only mount shows up here before the queue fails on it. Creating and removing
+/// the file happen in one blocking task, which runs to the end even when the probe's
+/// timeout gives up on it, so no probe file is left behind.
 async fn probe_writable_dir(database: &std::path::Path) -> Result<(), String> {
     let dir = match database.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
@@ -168,10 +169,12 @@ async fn probe_writable_dir(database: &std::path::Path) -> Result<(), String> {
     static PROBES: AtomicU64 = AtomicU64::new(0);
     let n = PROBES.fetch_add(1, Ordering::Relaxed);
     let probe = dir.join(format!(".kaizala-bridge-ready-{}-{n}", std::process::id()));
-    tokio::fs::write(&probe, b"")
-        .await
-        .map_err(|e| format!("directory {} is not writable: {e}", dir.display()))?;
-    tokio::fs::remove_file(&probe)
-        .await
-        .map_err(|e| format!("cannot remove probe file {}: {e}", probe.display()))
+    let outcome = tokio::task::spawn_blocking(move || {
+        std::fs::write(&probe, b"")
+            .map_err(|e| format!("directory {} is not writable: {e}", dir.display()))?;
+        std::fs::remove_file(&probe)
+            .map_err(|e| format!("cannot remove probe file {}: {e}", probe.display()))
+    })
+    .await;
+    outcome.unwrap_or_else(|e| Err(format!("the probe task failed: {e}")))
 }

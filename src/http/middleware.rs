@@ -52,7 +52,10 @@ pub fn apply(routes: Router, server: &ServerConfig) -> Router {
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
-                .on_response(log_response),
+                .on_response(log_response)
+                // The default failure hook logs 5xx at ERROR outside the request's
+                // span, without its id; log_response covers them, at the span's level.
+                .on_failure(()),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
@@ -91,6 +94,9 @@ fn log_response<B>(response: &Response<B>, latency: Duration, span: &Span) {
         // The span is off at this log level: so is its line.
         None => {}
         Some(Level::DEBUG) => tracing::debug!(status, latency_ms, "request answered"),
+        Some(_) if response.status().is_server_error() => {
+            tracing::warn!(status, latency_ms, "request answered")
+        }
         Some(_) => tracing::info!(status, latency_ms, "request answered"),
     }
 }

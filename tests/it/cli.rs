@@ -205,14 +205,46 @@ async fn run_serves_the_example_and_exits_0_on_sigterm() {
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
     assert!(metrics.contains("kaizala_bridge_build_info"), "{metrics}");
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+    assert_stops_cleanly_on(&mut child, "TERM", &lines, &mut seen);
+}
+
+#[test]
+fn run_exits_0_on_sigint_too() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, lines) = start_example(data.path(), "127.0.0.1:0");
+    let mut seen = Vec::new();
+    wait_for_line(&lines, "listening on http://", &mut seen);
+    assert_stops_cleanly_on(&mut child, "INT", &lines, &mut seen);
+}
+
+/// Sends the signal and checks the process drained and exited 0 on its own, not
+/// cut off at the end of the grace period.
+fn assert_stops_cleanly_on(
+    child: &mut Child,
+    signal: &str,
+    lines: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+) {
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
-    assert!(killed.success());
-    assert_eq!(wait_for_exit(&mut child), 0);
-    wait_for_line(&lines, "shutdown requested", &mut seen);
-    wait_for_line(&lines, "stopped", &mut seen);
+    assert!(sent.success());
+    assert_eq!(wait_for_exit(child), 0);
+    wait_for_line(
+        lines,
+        &format!("shutdown requested signal=\"SIG{signal}\""),
+        seen,
+    );
+    wait_for_line(lines, "stopped", seen);
+    let forced = seen
+        .iter()
+        .any(|l| l.contains("outlived the shutdown grace period"));
+    assert!(
+        !forced,
+        "drained within the grace period:\n{}",
+        seen.join("\n")
+    );
 }
 
 #[test]

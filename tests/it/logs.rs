@@ -117,6 +117,55 @@ async fn no_secret_reaches_the_logs_in_either_format() {
     }
 }
 
+/// Lines that are about the process, not about a request.
+const LIFECYCLE: &[&str] = &[
+    "configuration loaded",
+    "listening on http://",
+    "no longer accepting connections; draining in-flight requests",
+    "stopped",
+];
+
+#[tokio::test]
+async fn at_info_level_every_line_is_lifecycle_or_carries_a_request_id() {
+    let capture = Capture::default();
+    let config = LogConfig {
+        level: "info".into(),
+        format: LogFormat::Json,
+    };
+    let subscriber = telemetry::log_subscriber(&config, capture.clone(), false).unwrap();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let dir = ConfigDir::new(BASE);
+    let app = TestApp::spawn(&dir.load()).await;
+    std::fs::remove_dir_all(dir.path().join("data")).unwrap();
+    assert_eq!(
+        app.get("/readyz").await.status(),
+        503,
+        "a 5xx on a probe route"
+    );
+    assert_eq!(app.get("/no-such-page").await.status(), 404);
+    app.stop().await.unwrap();
+
+    let logs = capture.text();
+    let mut answered = 0;
+    for line in logs.lines() {
+        let line: serde_json::Value = serde_json::from_str(line).unwrap();
+        let message = line["message"].as_str().unwrap_or_default();
+        if LIFECYCLE.iter().any(|m| message.starts_with(m)) {
+            continue;
+        }
+        assert!(
+            line["span"]["request_id"].is_string(),
+            "a request line without its id: {line}"
+        );
+        answered += 1;
+    }
+    assert_eq!(
+        answered, 1,
+        "only the 404 is logged at info; the probe's 503 is debug: {logs}"
+    );
+}
+
 #[test]
 fn no_secret_appears_in_a_debug_print_of_the_configuration() {
     let dir = ConfigDir::new(BASE);

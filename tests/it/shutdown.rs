@@ -8,21 +8,25 @@
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 use crate::support::app::TestApp;
 use crate::support::config::{ConfigDir, BASE};
 
-/// A TCP server that accepts connections and never says a word.
-async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
+/// A TCP server that accepts connections and never says a word; the receiver hears
+/// of each connection, so a test knows when a readiness probe is under way.
+async fn silent_server() -> (String, mpsc::UnboundedReceiver<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("redis://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
+    let (accepted, receiver) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((stream, _)) = listener.accept().await {
             held.push(stream);
+            let _ = accepted.send(());
         }
     });
-    (url, task)
+    (url, receiver)
 }
 
 fn config_with_redis(url: &str, grace: &str) -> ConfigDir {
@@ -40,11 +44,11 @@ fn config_with_redis(url: &str, grace: &str) -> ConfigDir {
 
 #[tokio::test]
 async fn in_flight_requests_finish_after_shutdown_starts() {
-    let (url, _server) = silent_server().await;
+    let (url, mut accepted) = silent_server().await;
     let dir = config_with_redis(&url, "10s");
     let app = TestApp::spawn(&dir.load()).await;
     let in_flight = tokio::spawn(app.client.get(app.url("/readyz")).send());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    accepted.recv().await.expect("the probe connects");
     app.request_stop();
 
     let response = in_flight
@@ -66,11 +70,11 @@ async fn in_flight_requests_finish_after_shutdown_starts() {
 
 #[tokio::test]
 async fn shutdown_does_not_wait_past_the_grace_period() {
-    let (url, _server) = silent_server().await;
+    let (url, mut accepted) = silent_server().await;
     let dir = config_with_redis(&url, "100ms");
     let app = TestApp::spawn(&dir.load()).await;
     let mut in_flight = tokio::spawn(app.client.get(app.url("/readyz")).send());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    accepted.recv().await.expect("the probe connects");
     app.request_stop();
     // The probe needs ~2 s; the app must be gone well before its answer.
     let stopped = tokio::select! {
