@@ -1,5 +1,6 @@
 //! The command line: `kaizala-bridge [--config FILE] <command>`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,26 @@ pub enum Command {
     Run,
     /// Validate the configuration and print every problem with its key path.
     CheckConfig,
+    /// Run an emulator of an external service standalone, to try the bridge by hand.
+    Sim {
+        /// Which service.
+        #[command(subcommand)]
+        service: SimService,
+    },
+}
+
+/// The emulated services.
+#[derive(Debug, Subcommand)]
+pub enum SimService {
+    /// The Microsoft Kaizala connector API, seeded with tenants, connectors and groups.
+    Kaizala {
+        /// Address to listen on; port 0 picks a free one (the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+        /// Seed file (TOML) with tenants, connectors and groups; see docs/simulators.md.
+        #[arg(long, value_name = "FILE")]
+        seed: PathBuf,
+    },
 }
 
 #[cfg(test)]

@@ -12,4 +12,5 @@ pub mod config;
 pub mod http;
 pub mod readiness;
 pub mod shutdown;
+pub mod sim;
 pub mod telemetry;

@@ -5,12 +5,20 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use clap::Parser;
-use kaizala_bridge::cli::{Cli, Command, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE};
-use kaizala_bridge::config::Config;
-use kaizala_bridge::{app, telemetry};
+use kaizala_bridge::cli::{Cli, Command, SimService, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE};
+use kaizala_bridge::config::{Config, LogConfig, LogFormat};
+use kaizala_bridge::sim::kaizala::{KaizalaSim, Seed, SimOptions};
+use kaizala_bridge::{app, shutdown, telemetry};
+use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Sim {
+        service: SimService::Kaizala { listen, seed },
+    } = &cli.command
+    {
+        return sim_kaizala(*listen, seed);
+    }
     // Variables that are not valid Unicode cannot name configuration keys or secrets.
     let env: HashMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
@@ -25,6 +33,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig => check_config(&cli, &config),
         Command::Run => run(config),
+        Command::Sim { .. } => unreachable!("dispatched before the configuration is loaded"),
     }
 }
 
@@ -43,17 +52,58 @@ fn check_config(cli: &Cli, config: &Config) -> ExitCode {
     ExitCode::from(EXIT_OK)
 }
 
-fn run(config: Config) -> ExitCode {
-    if let Err(error) = telemetry::init_logging(&config.log) {
+fn runtime(log: &LogConfig) -> Result<tokio::runtime::Runtime, ExitCode> {
+    if let Err(error) = telemetry::init_logging(log) {
         eprintln!("kaizala-bridge: {error}");
-        return ExitCode::from(EXIT_RUNTIME);
+        return Err(ExitCode::from(EXIT_RUNTIME));
     }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
+    tokio::runtime::Runtime::new().map_err(|error| {
+        eprintln!("kaizala-bridge: cannot start the async runtime: {error}");
+        ExitCode::from(EXIT_RUNTIME)
+    })
+}
+
+/// `sim kaizala`: the emulator alone, until SIGTERM or SIGINT. It needs no bridge
+/// configuration, so a broken one does not stop it.
+fn sim_kaizala(listen: std::net::SocketAddr, seed: &std::path::Path) -> ExitCode {
+    let seed = match Seed::load(seed) {
+        Ok(seed) => seed,
         Err(error) => {
-            eprintln!("kaizala-bridge: cannot start the async runtime: {error}");
-            return ExitCode::from(EXIT_RUNTIME);
+            eprintln!("kaizala-bridge: {error}");
+            return ExitCode::from(EXIT_USAGE);
         }
+    };
+    let log = LogConfig {
+        level: "info".into(),
+        format: LogFormat::Pretty,
+    };
+    let runtime = match runtime(&log) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let result = runtime.block_on(async {
+        let stop = CancellationToken::new();
+        shutdown::cancel_on_signal(stop.clone()).map_err(|e| e.to_string())?;
+        let sim = KaizalaSim::start(&seed, SimOptions::default(), listen)
+            .await
+            .map_err(|e| e.to_string())?;
+        println!("kaizala emulator listening on {}", sim.base_url());
+        sim.run_until(stop).await;
+        Ok::<(), String>(())
+    });
+    match result {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(error) => {
+            eprintln!("kaizala-bridge: {error}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    let runtime = match runtime(&config.log) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
     };
     let result = runtime.block_on(app::run(config));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

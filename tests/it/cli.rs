@@ -256,3 +256,65 @@ fn run_exits_1_when_its_port_is_taken() {
     let mut seen = Vec::new();
     wait_for_line(&lines, "server.listen: cannot listen on", &mut seen);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_kaizala_runs_standalone_and_prints_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.toml");
+    std::fs::write(&seed, crate::support::kaizala::SEED).unwrap();
+    let mut child = bridge(&[
+        "sim",
+        "kaizala",
+        "--listen",
+        "127.0.0.1:0",
+        "--seed",
+        seed.to_str().unwrap(),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("kaizala emulator listening on ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+
+    let token = reqwest::Client::new()
+        .get(format!("{base}/v1/accessToken"))
+        .header("applicationId", "app-1")
+        .header("applicationSecret", "secret-1")
+        .header("refreshToken", "rt-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(wait_for_exit(&mut child), 0);
+}
+
+#[test]
+fn sim_kaizala_names_a_bad_seed_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.toml");
+    std::fs::write(&seed, "[[tenants]]\nid = \"t\"\n[[tenants.connectors]]\napplication_id = \"a\"\napplication_secret = \"s\"\nrefresh_token = \"r\"\ngroups = [\"nope\"]\n").unwrap();
+    let (code, _, stderr) = output(&mut bridge(&[
+        "sim",
+        "kaizala",
+        "--seed",
+        seed.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("tenants[0].connectors[0].groups: unknown group \"nope\""),
+        "{stderr}"
+    );
+}

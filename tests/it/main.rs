@@ -5,4 +5,5 @@ mod logs;
 mod readiness;
 mod service;
 mod shutdown;
+mod sim_kaizala;
 mod support;

@@ -2,4 +2,5 @@
 
 pub mod app;
 pub mod config;
+pub mod kaizala;
 pub mod redis;

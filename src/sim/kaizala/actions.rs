@@ -1,0 +1,805 @@
+//! Actions: `POST /groups/{g}/actions` (Survey, Job, Poll, Announcement, LetsMeet,
+//! Image, and action packages by `id`), `GET /groups/{g}/actions` (by `actionType`,
+//! `fromDate`, `count`), `GET /groups/{g}/actions/{a}` (with `getDetails`), and
+//! `POST /groups/{g}/actions/{a}/responses` (how a test plays a person answering).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::body::{self, Fields};
+use super::error::{ApiError, ApiResult};
+use super::groups::check_access;
+use super::state::{new_id, Action, ActionResponse, Actor, Question, World};
+use super::Shared;
+
+/// Question types a survey may hold (the documented enum, plus `DateTime`, which
+/// the documented samples use).
+const QUESTION_TYPES: &[&str] = &[
+    "SingleOption",
+    "MultiOption",
+    "Text",
+    "Image",
+    "Numeric",
+    "Date",
+    "DateTime",
+    "Location",
+    "AttachmentList",
+];
+
+/// Action types that can be posted by `actionType`.
+const ACTION_TYPES: &[&str] = &["Survey", "Job", "Poll", "Announcement", "LetsMeet", "Image"];
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Header a test sets to answer as a given group member; without it the
+/// connector's own user answers.
+pub const RESPONDER_HEADER: &str = "x-sim-responder";
+
+/// What a posted body describes, before it becomes an [`Action`].
+struct Posted {
+    action_type: String,
+    package_id: Option<String>,
+    title: String,
+    questions: Vec<Question>,
+    assigned_to: Vec<String>,
+    expiry_hours: i64,
+    accept_multiple: bool,
+    anonymous: bool,
+}
+
+fn posted(map: &Map<String, Value>) -> ApiResult<Posted> {
+    let top = Fields::new(map, "");
+    let action_type = top.opt_string("actionType")?;
+    let package_id = top.opt_string("id")?;
+    let body = top.object("actionBody")?;
+    let fields = Fields::new(body, "actionBody");
+    let mut p = Posted {
+        action_type: String::new(),
+        package_id: None,
+        title: String::new(),
+        questions: Vec::new(),
+        assigned_to: Vec::new(),
+        expiry_hours: 24,
+        accept_multiple: false,
+        anonymous: false,
+    };
+    let package = match (action_type, package_id) {
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "actionType or id: one of them is required",
+            ))
+        }
+        (None, Some(id)) => Some(id),
+        (Some("Custom"), Some(id)) => Some(id),
+        (Some(_), _) => None,
+    };
+    match package {
+        Some(id) => {
+            // An action package instance: its fields are the package's own.
+            if id.trim().is_empty() {
+                return Err(ApiError::bad_request("id: empty"));
+            }
+            p.action_type = "Custom".into();
+            p.package_id = Some(id.to_string());
+            p.title = fields.opt_string("title")?.unwrap_or(id).to_string();
+            if let Some(properties) = fields.opt_array("properties")? {
+                for (i, property) in properties.iter().enumerate() {
+                    let Value::Object(property) = property else {
+                        return Err(ApiError::bad_request(format!(
+                            "actionBody.properties[{i}]: must be an object"
+                        )));
+                    };
+                    let path = format!("actionBody.properties[{i}]");
+                    let property = Fields::new(property, &path);
+                    property.string("name")?;
+                    property.string("type")?;
+                    if property.get("value").is_none() {
+                        return Err(ApiError::bad_request(format!("{path}.value: missing")));
+                    }
+                }
+            }
+            if let Some(hours) = fields.opt_number("validity")? {
+                p.expiry_hours = hours as i64;
+            }
+            return Ok(p);
+        }
+        None => p.action_type = action_type.unwrap_or_default().to_string(),
+    }
+    match p.action_type.as_str() {
+        "Survey" => {
+            p.title = fields.string("title")?.to_string();
+            p.expiry_hours = fields.opt_number("dueDate")?.map_or(24, |h| h as i64);
+            p.accept_multiple = fields.opt_bool("acceptMultipleResponses")?.unwrap_or(false);
+            p.anonymous = fields.opt_bool("isAnonymous")?.unwrap_or(false);
+            fields.opt_bool("isSenderOnly")?;
+            let questions = fields
+                .opt_array("questions")?
+                .ok_or_else(|| ApiError::bad_request("actionBody.questions: missing"))?;
+            if questions.is_empty() {
+                return Err(ApiError::bad_request(
+                    "actionBody.questions: at least one question is required",
+                ));
+            }
+            for (i, question) in questions.iter().enumerate() {
+                p.questions.push(parse_question(i, question)?);
+            }
+        }
+        "Job" => {
+            p.title = fields.string("title")?.to_string();
+            let assigned = fields
+                .opt_strings("assignedTo")?
+                .ok_or_else(|| ApiError::bad_request("actionBody.assignedTo: missing"))?;
+            if assigned.is_empty() {
+                return Err(ApiError::bad_request(
+                    "actionBody.assignedTo: at least one assignee is required",
+                ));
+            }
+            body::phones("actionBody.assignedTo", &assigned)?;
+            p.assigned_to = assigned;
+            p.expiry_hours = fields.opt_number("dueDate")?.map_or(24, |h| h as i64);
+        }
+        "Poll" => {
+            p.title = fields.string("question")?.to_string();
+            let choices = fields
+                .opt_array("choices")?
+                .ok_or_else(|| ApiError::bad_request("actionBody.choices: missing"))?;
+            if choices.len() < 2 {
+                return Err(ApiError::bad_request(
+                    "actionBody.choices: at least two choices are required",
+                ));
+            }
+            for (i, choice) in choices.iter().enumerate() {
+                let Value::Object(choice) = choice else {
+                    return Err(ApiError::bad_request(format!(
+                        "actionBody.choices[{i}]: must be an object"
+                    )));
+                };
+                let path = format!("actionBody.choices[{i}]");
+                let title = Fields::new(choice, &path).string("title")?;
+                p.questions.push(Question {
+                    title: title.into(),
+                    kind: "Choice".into(),
+                    options: Vec::new(),
+                    is_invisible: false,
+                });
+            }
+            p.expiry_hours = fields
+                .opt_number("expiryInHours")?
+                .map_or(720, |h| h as i64);
+        }
+        "Announcement" => {
+            let message = fields.string("message")?;
+            p.title = fields.opt_string("title")?.unwrap_or(message).to_string();
+            fields.opt_strings("mediaResources")?;
+        }
+        "LetsMeet" => {
+            p.title = fields.string("title")?.to_string();
+            let starting = fields.string("startingTime")?;
+            if starting.len() < 10 || !starting.as_bytes()[..4].iter().all(u8::is_ascii_digit) {
+                return Err(ApiError::bad_request(format!(
+                    "actionBody.startingTime: {starting:?} is not a date-time like 2018-01-01T00:00:00Z"
+                )));
+            }
+            let duration = fields
+                .opt_number("durationInMins")?
+                .or(fields.opt_number("duration")?);
+            if duration.is_some_and(|d| d <= 0.0) {
+                return Err(ApiError::bad_request(
+                    "actionBody.durationInMins: must be positive",
+                ));
+            }
+            if let Some(Value::Object(place)) = fields.get("place") {
+                let place = Fields::new(place, "actionBody.place");
+                for key in ["latitude", "longitude"] {
+                    place.opt_number(key)?.ok_or_else(|| {
+                        ApiError::bad_request(format!("actionBody.place.{key}: missing"))
+                    })?;
+                }
+            }
+            fields.opt_bool("isSenderOnly")?;
+        }
+        "Image" => {
+            fields.string("mediaResource")?;
+            p.title = fields.opt_string("caption")?.unwrap_or("Image").to_string();
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "actionType: {other:?} is not one of {}",
+                ACTION_TYPES.join(", ")
+            )))
+        }
+    }
+    Ok(p)
+}
+
+fn parse_question(i: usize, question: &Value) -> ApiResult<Question> {
+    let path = format!("actionBody.questions[{i}]");
+    let Value::Object(question) = question else {
+        return Err(ApiError::bad_request(format!("{path}: must be an object")));
+    };
+    let fields = Fields::new(question, &path);
+    let title = fields.string("title")?.to_string();
+    let kind = fields.string("type")?.to_string();
+    if !QUESTION_TYPES.contains(&kind.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "{path}.type: {kind:?} is not one of {}",
+            QUESTION_TYPES.join(", ")
+        )));
+    }
+    let mut options = Vec::new();
+    for (j, option) in fields
+        .opt_array("options")?
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let Value::Object(option) = option else {
+            return Err(ApiError::bad_request(format!(
+                "{path}.options[{j}]: must be an object with a title"
+            )));
+        };
+        let option_path = format!("{path}.options[{j}]");
+        options.push(
+            Fields::new(option, &option_path)
+                .string("title")?
+                .to_string(),
+        );
+    }
+    if matches!(kind.as_str(), "SingleOption" | "MultiOption") && options.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{path}.options: required for question type {kind}"
+        )));
+    }
+    let is_invisible = fields.opt_bool("isInvisible")?.unwrap_or(false);
+    Ok(Question {
+        title,
+        kind,
+        options,
+        is_invisible,
+    })
+}
+
+fn created_event(action_type: &str) -> &'static str {
+    match action_type {
+        "Survey" => "SurveyCreated",
+        "Job" => "JobCreated",
+        "Announcement" => "Announcement",
+        "Image" => "AttachmentCreated",
+        _ => "ActionCreated",
+    }
+}
+
+/// `POST /groups/{groupId}/actions`.
+pub async fn post_action(
+    State(shared): State<Arc<Shared>>,
+    Path((ep, group_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<Json<Value>> {
+    let caller = shared.authorize(&headers, &ep)?;
+    let map = body::object(&bytes)?;
+    let p = posted(&map)?;
+    let now = shared.clock.now_ms();
+    let mut world = shared.world.lock().unwrap();
+    check_access(&world, &caller, &group_id)?;
+    let action = Action {
+        id: new_id(),
+        reference_id: new_id(),
+        action_type: p.action_type,
+        package_id: p.package_id,
+        title: p.title,
+        body: map
+            .get("actionBody")
+            .or_else(|| Fields::new(&map, "").get("actionBody"))
+            .cloned()
+            .unwrap_or_default(),
+        questions: p.questions,
+        assigned_to: p.assigned_to,
+        sender: caller.phone.clone(),
+        sent_ms: now,
+        expiry_ms: now + p.expiry_hours.max(1) * HOUR_MS,
+        accept_multiple: p.accept_multiple,
+        anonymous: p.anonymous,
+        responses: Vec::new(),
+    };
+    let answer = json!({ "referenceId": action.reference_id, "actionId": action.id });
+    let mut data = summary(&action);
+    data["groupId"] = json!(group_id);
+    data["actionType"] = json!(action.action_type);
+    let event = created_event(&action.action_type);
+    let ids = (action.id.clone(), action.package_id.clone());
+    world
+        .groups
+        .get_mut(&group_id)
+        .expect("checked")
+        .actions
+        .push(action);
+    let actor = Actor {
+        phone: caller.phone.clone(),
+        name: caller.application_id.clone(),
+    };
+    world.emit(
+        event,
+        &group_id,
+        Some((&ids.0, ids.1.as_deref())),
+        &actor,
+        data,
+        now,
+    );
+    drop(world);
+    shared.deliverer.notify_one();
+    Ok(Json(answer))
+}
+
+/// An action as it appears in the list: the documented fields for its type.
+fn summary(action: &Action) -> Value {
+    let expiry = rfc3339(action.expiry_ms);
+    match action.action_type.as_str() {
+        "Survey" => {
+            json!({ "actionId": action.id, "title": action.title, "responseCount": action.responses.len(), "expiryDate": expiry })
+        }
+        "Job" => {
+            let done = action
+                .responses
+                .iter()
+                .filter(|r| r.answers.first() == Some(&Value::Bool(true)))
+                .count();
+            json!({ "actionId": action.id, "title": action.title, "assigneeCount": action.assigned_to.len(),
+                    "responseCount": done, "isCompleted": done == action.assigned_to.len(), "dueDate": expiry })
+        }
+        "Poll" => {
+            json!({ "actionId": action.id, "question": action.title, "isSenderOnly": false, "expiryDate": expiry,
+                           "choices": action.questions.iter().map(|q| json!({ "title": q.title })).collect::<Vec<_>>() })
+        }
+        _ => {
+            let mut body = action.body.clone();
+            if let Value::Object(map) = &mut body {
+                map.insert("actionId".into(), json!(action.id));
+                map.insert("responseCount".into(), json!(action.responses.len()));
+            }
+            body
+        }
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// Query of `GET /groups/{g}/actions`.
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(rename = "actionType")]
+    action_type: Option<String>,
+    #[serde(rename = "fromDate")]
+    from_date: Option<String>,
+    count: Option<String>,
+}
+
+/// `GET /groups/{groupId}/actions?actionType=..&fromDate=..&count=..`: actions of
+/// one type sent at or after `fromDate` (epoch seconds or milliseconds), oldest
+/// first, at most `count` (default 30), with `hasMore` when more follow.
+pub async fn list_actions(
+    State(shared): State<Arc<Shared>>,
+    Path((ep, group_id)): Path<(String, String)>,
+    Query(query): Query<ListQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let caller = shared.authorize(&headers, &ep)?;
+    let action_type = query
+        .action_type
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::bad_request("actionType: missing query parameter"))?;
+    let from_ms = match query.from_date.as_deref() {
+        None | Some("") => 0,
+        Some(text) => {
+            let n: i64 = text.parse().map_err(|_| {
+                ApiError::bad_request(format!("fromDate: {text:?} is not an epoch time"))
+            })?;
+            if n < 100_000_000_000 {
+                n * 1000
+            } else {
+                n
+            }
+        }
+    };
+    let count = match query.count.as_deref() {
+        None | Some("") => 30,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "count: {text:?} is not a positive number"
+                )))
+            }
+        },
+    };
+    let world = shared.world.lock().unwrap();
+    check_access(&world, &caller, &group_id)?;
+    let matching: Vec<&Action> = world.groups[&group_id]
+        .actions
+        .iter()
+        .filter(|a| {
+            a.action_type.eq_ignore_ascii_case(&action_type)
+                || a.package_id.as_deref() == Some(action_type.as_str())
+        })
+        .filter(|a| a.sent_ms >= from_ms)
+        .collect();
+    let actions: Vec<Value> = matching
+        .iter()
+        .take(count)
+        .map(|a| {
+            json!({
+                "referenceId": a.reference_id,
+                "actionType": a.action_type,
+                "sender": a.sender,
+                "sentAt": rfc3339(a.sent_ms),
+                "creationTime": a.sent_ms / 1000,
+                "actionBody": summary(a),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "actions": actions, "hasMore": matching.len() > count }),
+    ))
+}
+
+/// Query of `GET /groups/{g}/actions/{a}`.
+#[derive(Deserialize)]
+pub struct DetailsQuery {
+    #[serde(rename = "getDetails")]
+    get_details: Option<String>,
+}
+
+/// `GET /groups/{groupId}/actions/{actionId}`: the action; with `getDetails=true`
+/// also its questions and every response.
+pub async fn action_details(
+    State(shared): State<Arc<Shared>>,
+    Path((ep, group_id, action_id)): Path<(String, String, String)>,
+    Query(query): Query<DetailsQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    let caller = shared.authorize(&headers, &ep)?;
+    let details = query
+        .get_details
+        .as_deref()
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let world = shared.world.lock().unwrap();
+    check_access(&world, &caller, &group_id)?;
+    let action = find_action(&world, &group_id, &action_id)?;
+    let mut body = summary(action);
+    if details {
+        body["questions"] = json!(action.questions);
+        body["responses"] = json!(action
+            .responses
+            .iter()
+            .map(|r| response_json(action, r))
+            .collect::<Vec<_>>());
+        if action.action_type == "Job" {
+            body["status"] = body["isCompleted"].clone();
+        }
+    }
+    Ok(Json(json!({
+        "actionType": action.action_type,
+        "actionDetails": body,
+        "sender": action.sender,
+        "sentAt": rfc3339(action.sent_ms),
+    })))
+}
+
+fn find_action<'a>(world: &'a World, group_id: &str, action_id: &str) -> ApiResult<&'a Action> {
+    world.groups[group_id]
+        .actions
+        .iter()
+        .find(|a| a.id == action_id)
+        .ok_or_else(|| {
+            ApiError::not_found(format!("action {action_id:?} is not in group {group_id:?}"))
+        })
+}
+
+fn response_json(action: &Action, response: &ActionResponse) -> Value {
+    let (responder, name) = if action.anonymous {
+        (String::new(), String::new())
+    } else {
+        (response.responder.clone(), response.responder_name.clone())
+    };
+    let mut value = json!({
+        "responseId": response.id,
+        "responder": responder,
+        "responderName": name,
+        "responseTime": response.time_ms,
+        "isUpdateResponse": response.is_update,
+    });
+    if action.action_type == "Job" {
+        value["isCompleted"] = response.answers.first().cloned().unwrap_or(json!(false));
+    } else {
+        value["responseWithQuestions"] = json!(with_questions(action, response));
+        if let Some(name) = &response.name {
+            value["responseName"] = json!(name);
+        }
+        if let Some(location) = &response.location {
+            value["responseLocation"] = location.clone();
+        }
+    }
+    value
+}
+
+fn with_questions(action: &Action, response: &ActionResponse) -> Vec<Value> {
+    action
+        .questions
+        .iter()
+        .enumerate()
+        .filter_map(|(i, q)| {
+            let answer = response.answers.get(i).filter(|a| !a.is_null())?;
+            let mut entry = json!({ "title": q.title, "type": q.kind, "options": q.options.iter().map(|o| json!({ "title": o })).collect::<Vec<_>>(), "answer": answer });
+            if q.is_invisible {
+                entry["isInvisible"] = json!(true);
+            }
+            Some(entry)
+        })
+        .collect()
+}
+
+/// Checks one answer against its question's type.
+fn check_answer(i: usize, question: &Question, answer: &Value) -> ApiResult<()> {
+    let path = format!("actionBody.answers[{i}]");
+    let bad = |what: &str| {
+        Err(ApiError::bad_request(format!(
+            "{path}: {what} for {:?} question {:?}",
+            question.kind, question.title
+        )))
+    };
+    let is_option = |a: &Value| {
+        a.as_str()
+            .is_some_and(|s| question.options.iter().any(|o| o == s))
+    };
+    match (question.kind.as_str(), answer) {
+        (_, Value::Null) => Ok(()),
+        ("SingleOption", a) if is_option(a) => Ok(()),
+        ("SingleOption", _) => bad("must be the title of one of its options"),
+        ("MultiOption", Value::Array(items)) if items.iter().all(is_option) => Ok(()),
+        ("MultiOption", _) => bad("must be an array of its options' titles"),
+        ("Text" | "Image", Value::String(_)) => Ok(()),
+        ("Text" | "Image", _) => bad("must be a string"),
+        ("Numeric" | "Date" | "DateTime", Value::Number(_)) => Ok(()),
+        ("Numeric" | "Date" | "DateTime", _) => bad("must be a number"),
+        ("Location", Value::Object(_)) => Ok(()),
+        ("Location", _) => bad("must be an object like {\"lt\": 1, \"lg\": 1, \"n\": \"name\"}"),
+        ("AttachmentList", Value::Array(_)) => Ok(()),
+        ("AttachmentList", _) => bad("must be an array"),
+        _ => Ok(()),
+    }
+}
+
+fn response_event(action_type: &str) -> &'static str {
+    match action_type {
+        "Survey" => "SurveyResponse",
+        "Job" => "JobResponse",
+        _ => "ActionResponse",
+    }
+}
+
+/// `POST /groups/{groupId}/actions/{actionId}/responses`: a person answers. The
+/// responder is the member named by the `x-sim-responder` header (a phone), or the
+/// connector's own user.
+pub async fn post_response(
+    State(shared): State<Arc<Shared>>,
+    Path((ep, group_id, action_id)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> ApiResult<Json<Value>> {
+    let caller = shared.authorize(&headers, &ep)?;
+    let map = body::object(&bytes)?;
+    let top = Fields::new(&map, "");
+    let body = top.object("actionBody")?;
+    let fields = Fields::new(body, "actionBody");
+    let update_of = top.opt_string("responseId")?.map(str::to_string);
+    let responder = headers
+        .get(RESPONDER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .unwrap_or_else(|| caller.phone.clone());
+    let now = shared.clock.now_ms();
+    let mut world = shared.world.lock().unwrap();
+    check_access(&world, &caller, &group_id)?;
+    let action = find_action(&world, &group_id, &action_id)?.clone();
+    let in_group = world.groups[&group_id]
+        .members
+        .iter()
+        .any(|m| m.mobile_number == responder);
+    if !in_group && responder != caller.phone {
+        return Err(ApiError::forbidden(format!(
+            "{RESPONDER_HEADER}: {responder:?} is not a member of group {group_id:?}"
+        )));
+    }
+    if let Some(kind) = top.opt_string("actionType")? {
+        if !kind.eq_ignore_ascii_case(&action.action_type)
+            && action.package_id.as_deref() != Some(kind)
+        {
+            return Err(ApiError::bad_request(format!(
+                "actionType: {kind:?} but action {action_id:?} is a {}",
+                action.action_type
+            )));
+        }
+    }
+    if now > action.expiry_ms {
+        return Err(ApiError::bad_request(format!(
+            "action {action_id:?} expired at {}",
+            rfc3339(action.expiry_ms)
+        )));
+    }
+    let answers: Vec<Value> = if action.action_type == "Job" {
+        if !action.assigned_to.contains(&responder) {
+            return Err(ApiError::forbidden(format!(
+                "{responder:?} is not assigned this job"
+            )));
+        }
+        let done = fields
+            .opt_bool("isCompleted")?
+            .ok_or_else(|| ApiError::bad_request("actionBody.isCompleted: missing"))?;
+        vec![json!(done)]
+    } else {
+        let answers = fields
+            .opt_array("answers")?
+            .ok_or_else(|| ApiError::bad_request("actionBody.answers: missing"))?
+            .clone();
+        if !action.questions.is_empty() && answers.len() > action.questions.len() {
+            return Err(ApiError::bad_request(format!(
+                "actionBody.answers: {} answers for {} questions",
+                answers.len(),
+                action.questions.len()
+            )));
+        }
+        if action.action_type == "Survey" {
+            for (i, (question, answer)) in action.questions.iter().zip(&answers).enumerate() {
+                check_answer(i, question, answer)?;
+            }
+        }
+        answers
+    };
+    let name = fields.opt_string("responseName")?.map(str::to_string);
+    let location = fields.get("responseLocation").cloned();
+    let responder_name = world.member_name(&group_id, &responder);
+    let group = world.groups.get_mut(&group_id).expect("checked");
+    let stored = group
+        .actions
+        .iter_mut()
+        .find(|a| a.id == action_id)
+        .expect("found above");
+    let existing = match &update_of {
+        Some(id) => Some(
+            stored
+                .responses
+                .iter()
+                .position(|r| &r.id == id && r.responder == responder)
+                .ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "responseId: no response {id:?} of {responder:?} to this action"
+                    ))
+                })?,
+        ),
+        None if !stored.accept_multiple => stored
+            .responses
+            .iter()
+            .position(|r| r.responder == responder),
+        None => None,
+    };
+    let response = match existing {
+        Some(i) => {
+            let r = &mut stored.responses[i];
+            r.answers = answers;
+            r.time_ms = now;
+            r.is_update = true;
+            r.name = name;
+            r.location = location;
+            r.clone()
+        }
+        None => {
+            let r = ActionResponse {
+                id: new_id(),
+                responder: responder.clone(),
+                responder_name: responder_name.clone(),
+                time_ms: now,
+                is_update: false,
+                answers,
+                name,
+                location,
+            };
+            stored.responses.push(r.clone());
+            r
+        }
+    };
+    let stored = stored.clone();
+    let data = if stored.action_type == "Job" {
+        json!({ "actionId": stored.id, "groupId": group_id, "responseId": response.id,
+                "responseDetails": { "response": { "assignee": responder, "assigneeName": responder_name,
+                                                   "assigneeProfilePic": "", "isCompleted": response.answers[0] } } })
+    } else {
+        json!({ "actionId": stored.id, "groupId": group_id, "responseId": response.id,
+                "isUpdateResponse": response.is_update, "responder": if stored.anonymous { "" } else { responder.as_str() },
+                "responderName": if stored.anonymous { "" } else { responder_name.as_str() }, "responderProfilePic": "",
+                "isAnonymous": stored.anonymous,
+                "responseDetails": { "responseWithQuestions": with_questions(&stored, &response) } })
+    };
+    let actor = Actor {
+        phone: responder,
+        name: responder_name,
+    };
+    world.emit(
+        response_event(&stored.action_type),
+        &group_id,
+        Some((&stored.id, stored.package_id.as_deref())),
+        &actor,
+        data,
+        now,
+    );
+    drop(world);
+    shared.deliverer.notify_one();
+    Ok(Json(json!({ "responseId": response.id })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_513_758_831_000), "2017-12-20T08:33:51Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn a_survey_question_of_unknown_type_or_without_options_is_named() {
+        let body = |questions: Value| json!({ "actionType": "Survey", "actionBody": { "title": "t", "questions": questions } });
+        let err = posted(
+            body(json!([{ "title": "q", "type": "Essay" }]))
+                .as_object()
+                .unwrap(),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.message()
+                .starts_with("actionBody.questions[0].type: \"Essay\" is not one of"),
+            "{}",
+            err.message()
+        );
+        let err = posted(
+            body(
+                json!([{ "title": "q", "type": "Text" }, { "title": "p", "type": "SingleOption" }]),
+            )
+            .as_object()
+            .unwrap(),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            err.message(),
+            "actionBody.questions[1].options: required for question type SingleOption"
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! The Kaizala emulator, walked endpoint by endpoint with raw HTTP.
+
+mod actions;
+mod auth;
+mod groups;
+mod swagger;
+mod throttling;
+mod webhooks;
