@@ -492,7 +492,11 @@ pub async fn action_details(
     let action = find_action(&world, &group_id, &action_id)?;
     let mut body = summary(action);
     if details {
-        body["questions"] = json!(action.questions);
+        body["questions"] = json!(action
+            .questions
+            .iter()
+            .map(question_json)
+            .collect::<Vec<_>>());
         body["responses"] = json!(action
             .responses
             .iter()
@@ -508,6 +512,19 @@ pub async fn action_details(
         "sender": action.sender,
         "sentAt": rfc3339(action.sent_ms),
     })))
+}
+
+/// A question in the shape it was posted in: options as `{"title"}` objects.
+fn question_json(question: &Question) -> Value {
+    let mut value = json!({
+        "title": question.title,
+        "type": question.kind,
+        "options": question.options.iter().map(|o| json!({ "title": o })).collect::<Vec<_>>(),
+    });
+    if question.is_invisible {
+        value["isInvisible"] = json!(true);
+    }
+    value
 }
 
 fn find_action<'a>(world: &'a World, group_id: &str, action_id: &str) -> ApiResult<&'a Action> {

@@ -178,6 +178,7 @@ pub async fn access_token(
         String::new()
     };
     let token = world.token("at");
+    world.connectors[c].tokens_issued += 1;
     let expires_ms = now + access_lifetime;
     world.access_tokens.insert(
         token.clone(),

@@ -100,7 +100,8 @@ impl Shared {
                 let minutes: Map<String, Value> = c.minutes.iter().map(|(m, s)| (m.to_string(), json!(s))).collect();
                 let pins: Map<String, Value> = c.pins.iter().map(|(p, (pin, _))| (p.clone(), json!(pin))).collect();
                 let value = json!({ "tenant": world.tenants[c.tenant].id, "endpointUrl": self.endpoint_url(&c.endpoint),
-                                    "phone": c.phone, "groups": c.groups, "pins": pins, "minutes": minutes });
+                                    "phone": c.phone, "groups": c.groups, "pins": pins, "minutes": minutes,
+                                    "tokensIssued": c.tokens_issued });
                 (c.application_id.clone(), value)
             })
             .collect();

@@ -103,6 +103,8 @@ pub struct Connector {
     pub window: Window,
     /// Calls and 429s per minute.
     pub minutes: BTreeMap<i64, MinuteStats>,
+    /// Access tokens issued so far.
+    pub tokens_issued: u32,
 }
 
 /// An access token.
@@ -382,6 +384,7 @@ impl World {
                     pins: HashMap::new(),
                     window: Window::default(),
                     minutes: BTreeMap::new(),
+                    tokens_issued: 0,
                 });
             }
         }

@@ -3,6 +3,6 @@
 mod actions;
 mod auth;
 mod groups;
-mod swagger;
+pub mod swagger;
 mod throttling;
 mod webhooks;

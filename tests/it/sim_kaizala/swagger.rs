@@ -13,7 +13,8 @@ const SWAGGER: &str = include_str!("../../fixtures/kaizala_api_full_swagger.json
 /// Definitions that are parts of other request bodies, not bodies of their own.
 const NESTED: &[&str] = &["Request - Action Body", "Request - SurveyActionBody"];
 
-fn swagger() -> Value {
+/// The swagger as JSON.
+pub fn swagger() -> Value {
     // The file holds raw newlines inside strings (its samples were pasted from
     // Postman). Between tokens a control character is only whitespace, so turning
     // every one into a space makes it standard JSON without changing a value's shape.
@@ -51,7 +52,8 @@ fn rewrite_refs(value: &mut Value) {
     }
 }
 
-fn validator(definitions: &Map<String, Value>, name: &str) -> jsonschema::Validator {
+/// A validator for the definition `name`.
+pub fn validator(definitions: &Map<String, Value>, name: &str) -> jsonschema::Validator {
     let mut renamed: Map<String, Value> = definitions
         .iter()
         .map(|(k, v)| (safe(k), v.clone()))
@@ -60,6 +62,11 @@ fn validator(definitions: &Map<String, Value>, name: &str) -> jsonschema::Valida
     let schema = json!({ "$ref": format!("#/definitions/{}", safe(name)), "definitions": renamed });
     jsonschema::draft4::new(&schema)
         .unwrap_or_else(|e| panic!("{name}: schema does not compile: {e}"))
+}
+
+/// The swagger's definitions.
+pub fn definitions() -> Map<String, Value> {
+    swagger()["definitions"].as_object().unwrap().clone()
 }
 
 /// Replaces the Postman placeholders of a sample with this emulator's values.
