@@ -10,6 +10,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod kaizala;
 pub mod readiness;
 pub mod shutdown;
 pub mod sim;

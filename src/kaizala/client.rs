@@ -1,0 +1,341 @@
+//! The Kaizala API client of one connector: typed calls, an access token on each,
+//! one retry with a fresh token after a 401, and 308s followed and remembered.
+//! Retrying after 429 or 5xx is the job queue's business, not the client's: the
+//! error says whether and when.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::Method;
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use super::api::*;
+use super::auth::{Clock, ConnectorCredentials, SystemClock, TokenManager};
+use super::credentials::CredentialStore;
+use super::error::KaizalaError;
+
+/// `kaizala_bridge_kaizala_calls_total{connector,endpoint,status}`.
+pub const CALLS_TOTAL: &str = "kaizala_bridge_kaizala_calls_total";
+
+/// Settings of a client.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Longest wait for an answer (Kaizala suggests one minute).
+    pub timeout: Duration,
+    /// Refresh an access token this long before it expires.
+    pub refresh_margin: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+            refresh_margin: Duration::from_secs(300),
+        }
+    }
+}
+
+/// How many 308s one call follows before giving up.
+const MAX_MOVES: usize = 3;
+
+/// The `Retry-After` of an answer, in seconds.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+/// A client for one connector.
+pub struct KaizalaClient {
+    http: reqwest::Client,
+    tokens: TokenManager,
+    key: String,
+}
+
+impl KaizalaClient {
+    /// A client with the system clock.
+    pub fn new(
+        credentials: ConnectorCredentials,
+        store: Arc<dyn CredentialStore>,
+        options: &ClientOptions,
+    ) -> Result<Self, KaizalaError> {
+        Self::with_clock(credentials, store, options, Arc::new(SystemClock))
+    }
+
+    /// A client whose token manager reads `clock`.
+    pub fn with_clock(
+        credentials: ConnectorCredentials,
+        store: Arc<dyn CredentialStore>,
+        options: &ClientOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, KaizalaError> {
+        let http = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| KaizalaError::Transport(e.to_string()))?;
+        let key = credentials.key.clone();
+        let tokens = TokenManager::new(
+            http.clone(),
+            credentials,
+            store,
+            clock,
+            options.refresh_margin,
+        );
+        Ok(Self { http, tokens, key })
+    }
+
+    /// The endpoint calls go to now, if known.
+    pub async fn endpoint(&self) -> Result<Option<String>, KaizalaError> {
+        self.tokens.endpoint().await
+    }
+
+    /// The groups the connector may use.
+    pub async fn groups(&self) -> Result<Vec<Group>, KaizalaError> {
+        Ok(self
+            .call::<GroupList>(Method::GET, "groups.list", &["groups"], &[], None)
+            .await?
+            .groups)
+    }
+
+    /// One group.
+    pub async fn group(&self, group_id: &str) -> Result<Group, KaizalaError> {
+        let list: GroupList = self
+            .call(Method::GET, "groups.get", &["groups", group_id], &[], None)
+            .await?;
+        list.groups
+            .into_iter()
+            .next()
+            .ok_or_else(|| KaizalaError::Protocol(format!("group {group_id} came back empty")))
+    }
+
+    /// Posts an action to a group.
+    pub async fn post_action(
+        &self,
+        group_id: &str,
+        action: &Action,
+    ) -> Result<PostedAction, KaizalaError> {
+        self.call(
+            Method::POST,
+            "actions.post",
+            &["groups", group_id, "actions"],
+            &[],
+            Some(&action.request_body()),
+        )
+        .await
+    }
+
+    /// Actions of `action_type` in a group, sent at or after `from_ms`.
+    pub async fn list_actions(
+        &self,
+        group_id: &str,
+        action_type: &str,
+        from_ms: Option<i64>,
+        count: Option<u32>,
+    ) -> Result<ActionList, KaizalaError> {
+        let mut query = vec![("actionType", action_type.to_string())];
+        query.extend(from_ms.map(|f| ("fromDate", f.to_string())));
+        query.extend(count.map(|c| ("count", c.to_string())));
+        self.call(
+            Method::GET,
+            "actions.list",
+            &["groups", group_id, "actions"],
+            &query,
+            None,
+        )
+        .await
+    }
+
+    /// An action with its questions and every response.
+    pub async fn action_details(
+        &self,
+        group_id: &str,
+        action_id: &str,
+    ) -> Result<ActionDetails, KaizalaError> {
+        let query = [("getDetails", "true".to_string())];
+        self.call(
+            Method::GET,
+            "actions.get",
+            &["groups", group_id, "actions", action_id],
+            &query,
+            None,
+        )
+        .await
+    }
+
+    /// Sends a text message to a group.
+    pub async fn send_message(
+        &self,
+        group_id: &str,
+        text: &str,
+    ) -> Result<SentMessage, KaizalaError> {
+        let body = json!({ "message": text });
+        self.call(
+            Method::POST,
+            "messages.post",
+            &["groups", group_id, "messages"],
+            &[],
+            Some(&body),
+        )
+        .await
+    }
+
+    /// Registers a webhook (Kaizala validates the callback first).
+    pub async fn create_webhook(
+        &self,
+        webhook: &WebhookRequest,
+    ) -> Result<CreatedWebhook, KaizalaError> {
+        let body = serde_json::to_value(webhook).expect("plain data serializes");
+        self.call(
+            Method::POST,
+            "webhooks.create",
+            &["webhook"],
+            &[],
+            Some(&body),
+        )
+        .await
+    }
+
+    /// The webhooks on an object, whoever registered them.
+    pub async fn list_webhooks(
+        &self,
+        object_id: &str,
+        object_type: &str,
+    ) -> Result<Vec<Webhook>, KaizalaError> {
+        let query = [
+            ("objectId", object_id.to_string()),
+            ("objectType", object_type.to_string()),
+        ];
+        Ok(self
+            .call::<WebhookList>(Method::GET, "webhooks.list", &["webhook"], &query, None)
+            .await?
+            .webhooks)
+    }
+
+    /// Changes a webhook: `changes` holds the fields to change (e.g. `{"Active": true}`).
+    pub async fn update_webhook(
+        &self,
+        webhook_id: &str,
+        changes: &Value,
+    ) -> Result<(), KaizalaError> {
+        self.call::<Value>(
+            Method::PUT,
+            "webhooks.update",
+            &["webhook", webhook_id],
+            &[],
+            Some(changes),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Deletes a webhook.
+    pub async fn delete_webhook(&self, webhook_id: &str) -> Result<(), KaizalaError> {
+        self.call::<Value>(
+            Method::DELETE,
+            "webhooks.delete",
+            &["webhook", webhook_id],
+            &[],
+            None,
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        label: &'static str,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<T, KaizalaError> {
+        let mut refreshed = false;
+        let mut moves = 0;
+        loop {
+            let lease = self.tokens.lease().await?;
+            let mut url = url::Url::parse(&lease.endpoint).map_err(|e| {
+                KaizalaError::Protocol(format!("endpoint {:?} is not a URL: {e}", lease.endpoint))
+            })?;
+            url.path_segments_mut()
+                .map_err(|()| {
+                    KaizalaError::Protocol(format!(
+                        "endpoint {:?} cannot be a base",
+                        lease.endpoint
+                    ))
+                })?
+                .pop_if_empty()
+                .push("v1")
+                .extend(segments);
+            if !query.is_empty() {
+                url.query_pairs_mut().extend_pairs(query);
+            }
+            let mut request = self
+                .http
+                .request(method.clone(), url)
+                .header("accessToken", lease.token.expose_secret());
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = match request.send().await {
+                Ok(response) => response,
+                Err(error) => {
+                    self.count(label, "error");
+                    return Err(error.into());
+                }
+            };
+            let status = response.status().as_u16();
+            self.count(label, &status.to_string());
+            match status {
+                308 if moves < MAX_MOVES => {
+                    moves += 1;
+                    let location = response
+                        .headers()
+                        .get(LOCATION)
+                        .and_then(|l| l.to_str().ok())
+                        .map(str::to_string);
+                    let location = location
+                        .ok_or_else(|| KaizalaError::Protocol("308 without a Location".into()))?;
+                    tracing::info!(connector = %self.key, endpoint = %location, "Kaizala moved the connector's endpoint");
+                    self.tokens.moved(location).await?;
+                }
+                401 if !refreshed => {
+                    refreshed = true;
+                    self.tokens.refused(&lease.token).await;
+                }
+                200..=299 => {
+                    let text = response.text().await?;
+                    let text = if text.trim().is_empty() {
+                        "null"
+                    } else {
+                        &text
+                    };
+                    return serde_json::from_str(text)
+                        .map_err(|e| KaizalaError::Protocol(format!("{label}: {e}")));
+                }
+                _ => {
+                    let retry_after = retry_after(response.headers());
+                    let text = response.text().await.unwrap_or_default();
+                    return Err(KaizalaError::from_status(status, retry_after, &text));
+                }
+            }
+        }
+    }
+
+    fn count(&self, endpoint: &str, status: &str) {
+        let labels = [
+            ("connector", self.key.clone()),
+            ("endpoint", endpoint.to_string()),
+            ("status", status.to_string()),
+        ];
+        metrics::counter!(CALLS_TOTAL, &labels).increment(1);
+    }
+}

@@ -1,0 +1,14 @@
+//! The Kaizala side of the bridge: the API client with its token lifecycle.
+//!
+//! Never imports `crm/`: the two sides meet in `rules/` and `jobs/`.
+
+pub mod api;
+pub mod auth;
+pub mod client;
+pub mod credentials;
+pub mod error;
+
+pub use auth::{Clock, ConnectorCredentials, SystemClock};
+pub use client::{ClientOptions, KaizalaClient};
+pub use credentials::{CredentialStore, FileCredentialStore, Learned};
+pub use error::KaizalaError;
