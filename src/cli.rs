@@ -52,16 +52,31 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum SimService {
     /// The Microsoft Kaizala connector API, seeded with tenants, connectors and groups.
-    Kaizala {
-        /// Address to listen on; port 0 picks a free one (the address is printed).
-        #[arg(long, default_value = "127.0.0.1:8090")]
-        listen: SocketAddr,
-        /// Seed file (TOML) with tenants, connectors and groups; see docs/simulators.md.
-        #[arg(long, value_name = "FILE")]
-        seed: PathBuf,
-    },
+    Kaizala(KaizalaSimArgs),
 }
 
+/// Options of `sim kaizala`.
+#[derive(Debug, clap::Args)]
+pub struct KaizalaSimArgs {
+    /// Address to listen on; port 0 picks a free one (the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+    /// Seed file (TOML) with tenants, connectors and groups; see docs/simulators.md.
+    #[arg(long, value_name = "FILE")]
+    pub seed: PathBuf,
+    /// URL clients reach it at, when not the listen address (behind a proxy).
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Lifetime of access tokens.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub access_token_lifetime: std::time::Duration,
+    /// Wait before the first retry of a failed webhook delivery; it doubles each time.
+    #[arg(long, value_name = "DURATION", default_value = "45m", value_parser = humantime::parse_duration)]
+    pub delivery_retry_initial: std::time::Duration,
+    /// Retries of a failed delivery before the webhook is disabled.
+    #[arg(long, value_name = "N", default_value_t = 6)]
+    pub delivery_retries: u32,
+}
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;

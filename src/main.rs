@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use clap::Parser;
-use kaizala_bridge::cli::{Cli, Command, SimService, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE};
+use kaizala_bridge::cli::{
+    Cli, Command, KaizalaSimArgs, SimService, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE,
+};
 use kaizala_bridge::config::{Config, LogConfig, LogFormat};
 use kaizala_bridge::sim::kaizala::{KaizalaSim, Seed, SimOptions};
 use kaizala_bridge::{app, shutdown, telemetry};
@@ -14,10 +16,10 @@ use tokio_util::sync::CancellationToken;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Sim {
-        service: SimService::Kaizala { listen, seed },
+        service: SimService::Kaizala(args),
     } = &cli.command
     {
-        return sim_kaizala(*listen, seed);
+        return sim_kaizala(args);
     }
     // Variables that are not valid Unicode cannot name configuration keys or secrets.
     let env: HashMap<String, String> = std::env::vars_os()
@@ -65,7 +67,15 @@ fn runtime(log: &LogConfig) -> Result<tokio::runtime::Runtime, ExitCode> {
 
 /// `sim kaizala`: the emulator alone, until SIGTERM or SIGINT. It needs no bridge
 /// configuration, so a broken one does not stop it.
-fn sim_kaizala(listen: std::net::SocketAddr, seed: &std::path::Path) -> ExitCode {
+fn sim_kaizala(args: &KaizalaSimArgs) -> ExitCode {
+    let (listen, seed) = (args.listen, &args.seed);
+    let options = SimOptions {
+        public_url: args.public_url.clone(),
+        access_token_lifetime: args.access_token_lifetime,
+        delivery_retry_initial: args.delivery_retry_initial,
+        delivery_retries: args.delivery_retries,
+        ..SimOptions::default()
+    };
     let seed = match Seed::load(seed) {
         Ok(seed) => seed,
         Err(error) => {
@@ -84,7 +94,7 @@ fn sim_kaizala(listen: std::net::SocketAddr, seed: &std::path::Path) -> ExitCode
     let result = runtime.block_on(async {
         let stop = CancellationToken::new();
         shutdown::cancel_on_signal(stop.clone()).map_err(|e| e.to_string())?;
-        let sim = KaizalaSim::start(&seed, SimOptions::default(), listen)
+        let sim = KaizalaSim::start(&seed, options, listen)
             .await
             .map_err(|e| e.to_string())?;
         println!("kaizala emulator listening on {}", sim.base_url());

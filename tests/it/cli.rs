@@ -6,6 +6,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use kaizala_bridge::kaizala::Clock;
+
 use crate::support::config::{ConfigDir, BASE};
 
 const BIN: &str = env!("CARGO_BIN_EXE_kaizala-bridge");
@@ -262,26 +264,40 @@ async fn sim_kaizala_runs_standalone_and_prints_its_address() {
     let dir = tempfile::tempdir().unwrap();
     let seed = dir.path().join("seed.toml");
     std::fs::write(&seed, crate::support::kaizala::SEED).unwrap();
-    let mut child = bridge(&[
+    let args = [
         "sim",
         "kaizala",
         "--listen",
-        "127.0.0.1:0",
+        "0.0.0.0:0",
         "--seed",
         seed.to_str().unwrap(),
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
+        "--access-token-lifetime",
+        "1h",
+    ];
+    let mut child = bridge(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let line = receiver
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the emulator prints its address");
     let base = line
         .trim()
         .strip_prefix("kaizala emulator listening on ")
         .unwrap_or_else(|| panic!("{line}"))
         .to_string();
+    assert!(
+        base.starts_with("http://127.0.0.1:"),
+        "0.0.0.0 is announced as a reachable address: {base}"
+    );
 
     let token = reqwest::Client::new()
         .get(format!("{base}/v1/accessToken"))
@@ -292,6 +308,13 @@ async fn sim_kaizala_runs_standalone_and_prints_its_address() {
         .await
         .unwrap();
     assert_eq!(token.status(), 200);
+    let token: serde_json::Value = token.json().await.unwrap();
+    let lifetime = token["accessTokenExpiry"].as_i64().unwrap()
+        - kaizala_bridge::kaizala::SystemClock.now_ms();
+    assert!(
+        (3_500_000..=3_600_000).contains(&lifetime),
+        "--access-token-lifetime 1h: {lifetime} ms"
+    );
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -37,6 +37,10 @@ const ACTION_TYPES: &[&str] = &["Survey", "Job", "Poll", "Announcement", "LetsMe
 
 const HOUR_MS: i64 = 3_600_000;
 
+/// Longest lifetime an action can ask for (ten years); a larger number, however
+/// absurd, is held to it rather than overflowing the clock.
+const MAX_HOURS: i64 = 10 * 365 * 24;
+
 /// Header a test sets to answer as a given group member; without it the
 /// connector's own user answers.
 pub const RESPONDER_HEADER: &str = "x-sim-responder";
@@ -303,15 +307,13 @@ pub async fn post_action(
         assigned_to: p.assigned_to,
         sender: caller.phone.clone(),
         sent_ms: now,
-        expiry_ms: now + p.expiry_hours.max(1) * HOUR_MS,
+        expiry_ms: now + p.expiry_hours.clamp(1, MAX_HOURS) * HOUR_MS,
         accept_multiple: p.accept_multiple,
         anonymous: p.anonymous,
         responses: Vec::new(),
     };
     let answer = json!({ "referenceId": action.reference_id, "actionId": action.id });
-    let mut data = summary(&action);
-    data["groupId"] = json!(group_id);
-    data["actionType"] = json!(action.action_type);
+    let data = created_data(&action, &group_id);
     let event = created_event(&action.action_type);
     let ids = (action.id.clone(), action.package_id.clone());
     world
@@ -335,6 +337,39 @@ pub async fn post_action(
     drop(world);
     shared.deliverer.notify_one();
     Ok(Json(answer))
+}
+
+/// The `data` of a created event, in EventSchema.md's shape for its type.
+fn created_data(action: &Action, group_id: &str) -> Value {
+    match action.action_type.as_str() {
+        "Announcement" => {
+            let body = Fields::new(
+                action
+                    .body
+                    .as_object()
+                    .expect("an object, checked when posted"),
+                "",
+            );
+            let text = body
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            json!({ "title": action.title, "text": text, "media": [] })
+        }
+        "Job" => json!({ "actionId": action.id, "groupId": group_id, "title": action.title,
+                         "assignedTo": action.assigned_to, "dueDate": rfc3339(action.expiry_ms) }),
+        "Image" => {
+            let caption = if action.title == "Image" {
+                ""
+            } else {
+                action.title.as_str()
+            };
+            json!({ "actionType": "Image", "caption": caption, "media": [] })
+        }
+        _ => json!({ "actionId": action.id, "groupId": group_id, "actionType": action.action_type,
+                     "title": action.title,
+                     "questions": action.questions.iter().map(question_json).collect::<Vec<_>>() }),
+    }
 }
 
 /// An action as it appears in the list: the documented fields for its type.
@@ -416,7 +451,7 @@ pub async fn list_actions(
     let from_ms = match query.from_date.as_deref() {
         None | Some("") => 0,
         Some(text) => {
-            let n: i64 = text.parse().map_err(|_| {
+            let n: i64 = text.parse().ok().filter(|n| *n >= 0).ok_or_else(|| {
                 ApiError::bad_request(format!("fromDate: {text:?} is not an epoch time"))
             })?;
             if n < 100_000_000_000 {
@@ -565,16 +600,23 @@ fn response_json(action: &Action, response: &ActionResponse) -> Value {
 }
 
 fn with_questions(action: &Action, response: &ActionResponse) -> Vec<Value> {
+    if action.questions.is_empty() {
+        // An action package's questions are its own; keep the answers by index.
+        return response
+            .answers
+            .iter()
+            .enumerate()
+            .map(|(i, answer)| json!({ "title": format!("answer {}", i + 1), "type": "Text", "options": [], "answer": answer }))
+            .collect();
+    }
     action
         .questions
         .iter()
         .enumerate()
         .filter_map(|(i, q)| {
             let answer = response.answers.get(i).filter(|a| !a.is_null())?;
-            let mut entry = json!({ "title": q.title, "type": q.kind, "options": q.options.iter().map(|o| json!({ "title": o })).collect::<Vec<_>>(), "answer": answer });
-            if q.is_invisible {
-                entry["isInvisible"] = json!(true);
-            }
+            let mut entry = question_json(q);
+            entry["answer"] = answer.clone();
             Some(entry)
         })
         .collect()
@@ -761,9 +803,16 @@ pub async fn post_response(
                 "isAnonymous": stored.anonymous,
                 "responseDetails": { "responseWithQuestions": with_questions(&stored, &response) } })
     };
-    let actor = Actor {
-        phone: responder,
-        name: responder_name,
+    let actor = if stored.anonymous {
+        Actor {
+            phone: String::new(),
+            name: String::new(),
+        }
+    } else {
+        Actor {
+            phone: responder,
+            name: responder_name,
+        }
     };
     world.emit(
         response_event(&stored.action_type),

@@ -103,9 +103,11 @@ pub async fn login_with_pin(
         expires_ms,
         successor: None,
     };
-    world.connectors[c]
-        .refresh_tokens
-        .insert(token.clone(), record);
+    // "Refresh tokens can be invalidated ... by generating new Refresh Tokens for the
+    // same Kaizala Connector" (Tokens.md): a new login replaces every earlier one.
+    let connector = &mut world.connectors[c];
+    connector.refresh_tokens.clear();
+    connector.refresh_tokens.insert(token.clone(), record);
     Ok(Json(json!({
         "refreshToken": token,
         "grantedScope": GRANTED_SCOPE,

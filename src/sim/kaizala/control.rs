@@ -13,6 +13,9 @@ use super::error::{ApiError, ApiResult};
 use super::faults::Faults;
 use super::Shared;
 
+/// The largest single step of the clock, so that epoch milliseconds cannot overflow.
+const MAX_ADVANCE_SECS: u64 = 100 * 365 * 24 * 3600;
+
 /// `POST /_sim/clock/advance` with `{"seconds": N}`.
 pub async fn advance_clock(
     State(shared): State<Arc<Shared>>,
@@ -26,6 +29,11 @@ pub async fn advance_clock(
         .ok_or_else(|| {
             ApiError::bad_request("seconds: missing or not a whole number of seconds")
         })?;
+    if seconds > MAX_ADVANCE_SECS {
+        return Err(ApiError::bad_request(
+            "seconds: more than 100 years at once",
+        ));
+    }
     shared.clock.advance(Duration::from_secs(seconds));
     Ok(Json(json!({ "now": shared.clock.now_ms() })))
 }

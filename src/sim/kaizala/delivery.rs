@@ -5,13 +5,9 @@
 //! fault settings can duplicate or reorder events on purpose.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::state::{Delivery, DeliveryRecord};
 use super::Shared;
-
-/// How long a held-back (reordered) event waits for a successor before it goes anyway.
-const REORDER_HOLD: Duration = Duration::from_millis(200);
 
 /// Runs until the emulator stops: takes events from the outbox and delivers them.
 pub async fn run(shared: Arc<Shared>) {
@@ -20,7 +16,7 @@ pub async fn run(shared: Arc<Shared>) {
         let woken = tokio::select! {
             _ = shared.shutdown.cancelled() => return,
             _ = shared.deliverer.notified() => true,
-            _ = tokio::time::sleep(REORDER_HOLD), if held.is_some() => false,
+            _ = tokio::time::sleep(shared.options.reorder_hold), if held.is_some() => false,
         };
         let batch: Vec<Delivery> = std::mem::take(&mut shared.world.lock().unwrap().outbox);
         if !woken && batch.is_empty() {
@@ -52,6 +48,11 @@ pub async fn run(shared: Arc<Shared>) {
 /// The first attempt is awaited, so events leave in order; retries go on in the
 /// background on their own schedule.
 async fn send_first(shared: &Arc<Shared>, delivery: Delivery) {
+    // An event queued while its webhook was active waits for nothing once it is not.
+    let Some(generation) = shared.active_generation(&delivery.webhook_id) else {
+        shared.record_stop(&delivery, 1, "skipped", "webhook is disabled");
+        return;
+    };
     if attempt(shared, &delivery, 1).await {
         return;
     }
@@ -64,14 +65,16 @@ async fn send_first(shared: &Arc<Shared>, delivery: Delivery) {
                 _ = shared.shutdown.cancelled() => return,
                 _ = tokio::time::sleep(backoff) => {}
             }
-            if !shared.is_active(&delivery.webhook_id) {
+            if shared.active_generation(&delivery.webhook_id) != Some(generation) {
+                let why = "the webhook was disabled or re-enabled meanwhile; the event is dropped";
+                shared.record_stop(&delivery, retry + 1, "dropped", why);
                 return;
             }
             if attempt(&shared, &delivery, retry + 1).await {
                 return;
             }
         }
-        shared.disable(&delivery);
+        shared.disable(&delivery, generation);
     });
 }
 
@@ -122,22 +125,39 @@ impl Shared {
         Some((webhook.callback_url.clone(), webhook.callback_token.clone()))
     }
 
-    fn is_active(&self, webhook_id: &str) -> bool {
+    /// The generation of the webhook, when it is active.
+    fn active_generation(&self, webhook_id: &str) -> Option<u64> {
         let world = self.world.lock().unwrap();
         world
             .webhooks
             .iter()
-            .any(|w| w.id == webhook_id && w.active)
+            .find(|w| w.id == webhook_id && w.active)
+            .map(|w| w.generation)
     }
 
-    fn disable(&self, delivery: &Delivery) {
+    fn record_stop(&self, delivery: &Delivery, attempt: u32, outcome: &str, why: &str) {
+        self.world.lock().unwrap().deliveries.push(DeliveryRecord {
+            webhook_id: delivery.webhook_id.clone(),
+            event_id: delivery.event_id.clone(),
+            event_type: delivery.event_type.clone(),
+            attempt,
+            outcome: outcome.into(),
+            status: None,
+            error: Some(why.into()),
+        });
+    }
+
+    /// Disables the webhook after its retry budget, unless it was re-enabled since
+    /// the chain began.
+    fn disable(&self, delivery: &Delivery, generation: u64) {
         let mut world = self.world.lock().unwrap();
-        if let Some(webhook) = world
+        match world
             .webhooks
             .iter_mut()
             .find(|w| w.id == delivery.webhook_id)
         {
-            webhook.active = false;
+            Some(webhook) if webhook.generation == generation => webhook.active = false,
+            _ => return,
         }
         if let Some(last) = world
             .deliveries

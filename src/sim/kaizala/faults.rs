@@ -81,10 +81,12 @@ pub struct CallFault {
     pub error: Option<StatusCode>,
 }
 
-/// The faults in force and the random source that applies them.
+/// The faults in force and the random sources that apply them: one for API calls
+/// and one for deliveries, so that each stays repeatable when both are in use.
 pub struct FaultState {
     faults: Faults,
     rng: StdRng,
+    delivery_rng: StdRng,
 }
 
 impl Default for FaultState {
@@ -97,7 +99,12 @@ impl FaultState {
     /// Puts `faults` in force, reseeding the random source.
     pub fn new(faults: Faults) -> Self {
         let rng = StdRng::seed_from_u64(faults.seed);
-        Self { faults, rng }
+        let delivery_rng = StdRng::seed_from_u64(faults.seed ^ 0x9e37_79b9_7f4a_7c15);
+        Self {
+            faults,
+            rng,
+            delivery_rng,
+        }
     }
 
     /// The faults in force.
@@ -130,12 +137,13 @@ impl FaultState {
 
     /// Whether to deliver an event twice.
     pub fn duplicate(&mut self) -> bool {
-        self.faults.duplicate_rate > 0.0 && self.rng.random_bool(self.faults.duplicate_rate)
+        self.faults.duplicate_rate > 0.0
+            && self.delivery_rng.random_bool(self.faults.duplicate_rate)
     }
 
     /// Whether to hold an event back behind the next one.
     pub fn reorder(&mut self) -> bool {
-        self.faults.reorder_rate > 0.0 && self.rng.random_bool(self.faults.reorder_rate)
+        self.faults.reorder_rate > 0.0 && self.delivery_rng.random_bool(self.faults.reorder_rate)
     }
 }
 

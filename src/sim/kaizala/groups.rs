@@ -418,8 +418,9 @@ pub async fn subscribers(
         .map(|p| json!({ "mobileNumber": p }))
         .collect();
     let mut answer = json!({ "subscribers": page });
-    if start + count < group.subscribers.len() {
-        answer["cursor"] = json!((start + count).to_string());
+    let next = start.saturating_add(count);
+    if next < group.subscribers.len() {
+        answer["cursor"] = json!(next.to_string());
     }
     Ok(Json(answer))
 }

@@ -58,6 +58,12 @@ pub struct SimOptions {
     pub delivery_retries: u32,
     /// Seed of PINs and tokens.
     pub seed: u64,
+    /// The URL clients reach the emulator at (the API root, and the start of every
+    /// `endpointUrl`); by default `http://` and the bound address, with an
+    /// unspecified address (0.0.0.0) replaced by the loopback one.
+    pub public_url: Option<String>,
+    /// How long a held-back (reordered) event waits for a successor before it goes.
+    pub reorder_hold: Duration,
 }
 
 impl Default for SimOptions {
@@ -71,17 +77,21 @@ impl Default for SimOptions {
             delivery_retry_initial: Duration::from_secs(45 * 60),
             delivery_retries: 6,
             seed: 0,
+            public_url: None,
+            reorder_hold: Duration::from_millis(200),
         }
     }
 }
 
 impl SimOptions {
     /// Defaults with a delivery retry schedule compressed for tests: retries after
-    /// 20, 40, 80... ms, and a one-second callback timeout.
+    /// 20, 40, 80... ms, a one-second callback timeout, and a long hold for reordered
+    /// events so that a slow machine still sees the swap.
     pub fn fast() -> Self {
         Self {
             delivery_timeout: Duration::from_secs(1),
             delivery_retry_initial: Duration::from_millis(20),
+            reorder_hold: Duration::from_secs(2),
             ..Self::default()
         }
     }
@@ -194,7 +204,7 @@ impl KaizalaSim {
             world: Mutex::new(world),
             faults: Mutex::new(FaultState::default()),
             clock,
-            base_url: format!("http://{address}"),
+            base_url: base_url(&options, address),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -271,6 +281,18 @@ impl Drop for KaizalaSim {
     fn drop(&mut self) {
         self.shared.shutdown.cancel();
     }
+}
+
+/// Where clients reach the emulator.
+fn base_url(options: &SimOptions, address: SocketAddr) -> String {
+    if let Some(url) = &options.public_url {
+        return url.trim_end_matches('/').to_string();
+    }
+    let mut reachable = address;
+    if reachable.ip().is_unspecified() {
+        reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    format!("http://{reachable}")
 }
 
 fn router(shared: Arc<Shared>) -> Router {

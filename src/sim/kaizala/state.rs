@@ -249,6 +249,10 @@ pub struct Webhook {
     /// Application id of the connector that registered it.
     #[serde(skip)]
     pub owner: String,
+    /// Bumped each time it is re-enabled, so a retry chain that began before
+    /// cannot disable it again.
+    #[serde(skip)]
+    pub generation: u64,
 }
 
 /// One delivery attempt of an event to a webhook.

@@ -220,6 +220,7 @@ pub async fn create(
         validity,
         active: true,
         owner: caller.application_id,
+        generation: 0,
     };
     let id = webhook.id.clone();
     shared.world.lock().unwrap().webhooks.push(webhook);
@@ -338,6 +339,9 @@ pub async fn update(
         webhook.validity = v;
     }
     if let Some(v) = active {
+        if v && !webhook.active {
+            webhook.generation += 1;
+        }
         webhook.active = v;
     }
     Ok(Json(webhook_json(webhook)))
@@ -349,9 +353,11 @@ pub async fn delete(
     Path((ep, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Json<Value>> {
-    shared.authorize(&headers, &ep)?;
+    let caller = shared.authorize(&headers, &ep)?;
     let mut world = shared.world.lock().unwrap();
     let i = find(&world, &id)?;
+    let webhook = &world.webhooks[i];
+    check_object(&world, &caller, &webhook.object_type, &webhook.object_id)?;
     world.webhooks.remove(i);
     Ok(Json(json!({ "result": true })))
 }

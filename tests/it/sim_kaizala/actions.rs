@@ -299,3 +299,39 @@ async fn jobs_are_completed_by_their_assignees() {
     assert_eq!(body["actionDetails"]["isCompleted"], true);
     assert_eq!(body["actionDetails"]["responses"][0]["isCompleted"], true);
 }
+
+#[tokio::test]
+async fn absurd_numbers_are_held_or_refused_and_the_emulator_lives_on() {
+    let sim = Sim::start().await;
+    let session = sim.session(1).await;
+    let far = json!({ "actionType": "Survey", "actionBody": { "title": "t", "dueDate": 1e16, "questions": [{ "title": "q", "type": "Text" }] } });
+    assert_eq!(
+        session.post("/groups/g-sales/actions", &far).await.0,
+        200,
+        "held to ten years"
+    );
+    let (status, body) = session
+        .get("/groups/g-sales/actions?actionType=Survey&fromDate=-9223372036854775808")
+        .await;
+    assert_eq!(
+        (status, body["message"].as_str().unwrap()),
+        (
+            400,
+            "fromDate: \"-9223372036854775808\" is not an epoch time"
+        )
+    );
+    let (status, _) = session
+        .post(
+            "/groups/g-public/subscribers",
+            &json!({ "count": 10, "cursor": "18446744073709551615" }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = crate::support::kaizala::answer(
+        sim.control("clock/advance", json!({ "seconds": u64::MAX / 2 }))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(session.get("/groups").await.0, 200, "still serving");
+}

@@ -186,6 +186,11 @@ async fn a_pin_onboards_a_connector_with_a_new_refresh_token() {
     )
     .await;
     assert_eq!(status, 401, "a PIN works once");
+    let old = sim
+        .access_token_raw("app-1", "secret-1", "rt-1")
+        .await
+        .status();
+    assert_eq!(old, 401, "a new login invalidates earlier refresh tokens");
 }
 
 #[tokio::test]

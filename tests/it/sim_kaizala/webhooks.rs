@@ -121,12 +121,13 @@ async fn events_arrive_in_the_documented_schema_with_token_and_context() {
             &json!({ "members": ["+15550077"] }),
         )
         .await;
-    session
+    let (status, _) = session
         .post(
-            "/groups/g-ops/messages",
+            "/groups/g-public/messages",
             &json!({ "message": "not subscribed" }),
         )
         .await;
+    assert_eq!(status, 200, "a granted group without a webhook");
 
     let events = callback.wait_for(4).await;
     let types: Vec<&str> = events
@@ -162,6 +163,182 @@ async fn events_arrive_in_the_documented_schema_with_token_and_context() {
         "Because"
     );
     assert_eq!(events[3].body["data"]["member"], "+15550077");
+    let created = &events[1].body["data"];
+    assert_eq!(
+        (created["actionId"].as_str(), created["groupId"].as_str()),
+        (Some(action.as_str()), Some("g-sales"))
+    );
+    assert_eq!(created["questions"][0]["title"], "Why?");
+    let data = &response["data"];
+    assert_eq!(
+        (
+            data["groupId"].as_str(),
+            data["isAnonymous"].as_bool(),
+            data["isUpdateResponse"].as_bool()
+        ),
+        (Some("g-sales"), Some(false), Some(false))
+    );
+    assert_eq!(response["fromUserName"], "Asha");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        callback.received().len(),
+        4,
+        "nothing from the group without a webhook"
+    );
+}
+
+#[tokio::test]
+async fn every_event_type_carries_its_documented_data() {
+    let sim = Sim::start().await;
+    let session = sim.session(1).await;
+    let callback = Callback::start(Mode::Good).await;
+    let all: Vec<&str> = vec![
+        "ActionCreated",
+        "ActionResponse",
+        "JobCreated",
+        "JobResponse",
+        "Announcement",
+        "MemberRemoved",
+        "AttachmentCreated",
+    ];
+    register(&session, &callback.url, &all).await;
+
+    let job = json!({ "actionType": "Job", "actionBody": { "title": "Visit", "assignedTo": ["+15550001"] } });
+    let (_, body) = session.post("/groups/g-sales/actions", &job).await;
+    let job_id = body["actionId"].as_str().unwrap().to_string();
+    session
+        .respond(
+            "g-sales",
+            &job_id,
+            "+15550001",
+            &json!({ "actionType": "Job", "actionBody": { "isCompleted": true } }),
+        )
+        .await;
+    let poll = json!({ "actionType": "Poll", "actionBody": { "question": "Lunch?", "choices": [{ "title": "Yes" }, { "title": "No" }] } });
+    session.post("/groups/g-sales/actions", &poll).await;
+    let package = json!({ "id": "com.contoso.check", "actionBody": { "properties": [{ "name": "n", "value": "v", "type": "Text" }] } });
+    let (_, body) = session.post("/groups/g-sales/actions", &package).await;
+    let package_action = body["actionId"].as_str().unwrap().to_string();
+    session
+        .respond(
+            "g-sales",
+            &package_action,
+            "+15550002",
+            &json!({ "id": "com.contoso.check", "actionBody": { "Answers": ["done"] } }),
+        )
+        .await;
+    session.post("/groups/g-sales/actions", &json!({ "actionType": "Announcement", "actionBody": { "Title": "News", "Message": "We won" } })).await;
+    session.post("/groups/g-sales/actions", &json!({ "actionType": "Image", "actionBody": { "caption": "Site", "mediaResource": "eyJ9" } })).await;
+    let (_, members) = session.get("/groups/g-sales/members").await;
+    let ben = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mobileNumber"] == "+15550002")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    session
+        .delete(&format!("/groups/g-sales/members/{ben}"))
+        .await;
+
+    let events = callback.wait_for(8).await;
+    let by_type = |t: &str| {
+        events
+            .iter()
+            .find(|e| e.body["eventType"] == t)
+            .unwrap_or_else(|| panic!("no {t}"))
+            .body["data"]
+            .clone()
+    };
+    let job_created = by_type("JobCreated");
+    assert_eq!(
+        (
+            job_created["actionId"].as_str(),
+            job_created["assignedTo"].clone()
+        ),
+        (Some(job_id.as_str()), json!(["+15550001"]))
+    );
+    assert!(job_created["dueDate"].as_str().unwrap().ends_with('Z'));
+    let job_response = by_type("JobResponse");
+    assert_eq!(
+        job_response["responseDetails"]["response"]["isCompleted"],
+        true
+    );
+    assert_eq!(
+        job_response["responseDetails"]["response"]["assigneeName"],
+        "Asha"
+    );
+    let action_created: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.body["eventType"] == "ActionCreated")
+        .map(|e| &e.body["data"])
+        .collect();
+    assert_eq!(action_created.len(), 2, "the poll and the package");
+    let action_response = by_type("ActionResponse");
+    assert_eq!(
+        (
+            action_response["actionId"].as_str(),
+            action_response["responder"].as_str()
+        ),
+        (Some(package_action.as_str()), Some("+15550002"))
+    );
+    assert_eq!(
+        action_response["responseDetails"]["responseWithQuestions"][0]["answer"], "done",
+        "a package's answers are kept by index"
+    );
+    assert_eq!(
+        by_type("Announcement"),
+        json!({ "title": "News", "text": "We won", "media": [] })
+    );
+    assert_eq!(by_type("AttachmentCreated")["caption"], "Site");
+    assert_eq!(by_type("MemberRemoved")["member"], "+15550002");
+}
+
+#[tokio::test]
+async fn an_action_level_webhook_hears_only_its_action() {
+    let sim = Sim::start().await;
+    let session = sim.session(1).await;
+    let survey = json!({ "actionType": "Survey", "actionBody": { "title": "Q", "questions": [{ "title": "Why?", "type": "Text" }] } });
+    let (_, body) = session.post("/groups/g-sales/actions", &survey).await;
+    let watched = body["actionId"].as_str().unwrap().to_string();
+    let (_, body) = session.post("/groups/g-sales/actions", &survey).await;
+    let other = body["actionId"].as_str().unwrap().to_string();
+    let callback = Callback::start(Mode::Good).await;
+    let mut request = registration(&callback.url, &["SurveyResponse"]);
+    request["objectId"] = json!(watched);
+    request["objectType"] = json!("Action");
+    let (status, body) = session.post("/webhook", &request).await;
+    assert_eq!(status, 200, "{body}");
+    let answer = json!({ "actionType": "Survey", "actionBody": { "answers": ["x"] } });
+    session
+        .respond("g-sales", &other, "+15550001", &answer)
+        .await;
+    session
+        .respond("g-sales", &watched, "+15550002", &answer)
+        .await;
+    let events = callback.wait_for(1).await;
+    assert_eq!(events[0].body["objectType"], "Action");
+    assert_eq!(events[0].body["data"]["actionId"], watched.as_str());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(callback.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_connector_cannot_delete_another_tenants_webhook() {
+    let sim = Sim::start().await;
+    let owner = sim.session(1).await;
+    let callback = Callback::start(Mode::Good).await;
+    let id = register(&owner, &callback.url, &["TextMessageCreated"]).await;
+    let stranger = sim.session(9).await;
+    let (status, body) = stranger.delete(&format!("/webhook/{id}")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("not granted"),
+        "{body}"
+    );
+    assert_eq!(sim.sim.state()["webhooks"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
