@@ -17,8 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, QueueBackend};
 use crate::http::{self, AppState};
+use crate::kaizala::{EventSink, Receiver};
 use crate::readiness::{Readiness, ReadinessError};
 use crate::{shutdown, telemetry};
+use secrecy::SecretString;
 
 /// The service could not start or failed while running.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,16 @@ pub enum AppError {
     Serve(io::Error),
 }
 
+/// Parts of the service supplied from outside rather than built from the
+/// configuration.
+#[derive(Default)]
+pub struct Components {
+    /// Takes the events of the Kaizala webhook receiver. Without one the receiver is
+    /// off (its routes answer 404), so no event is ever acknowledged and then lost:
+    /// the durable job queue supplies it once it lands.
+    pub kaizala_sink: Option<Arc<dyn EventSink>>,
+}
+
 /// A bound, ready-to-run bridge.
 pub struct Application {
     listener: TcpListener,
@@ -62,6 +74,11 @@ pub struct Application {
 impl Application {
     /// Builds everything `config` asks for and binds the listener.
     pub async fn build(config: &Config) -> Result<Self, AppError> {
+        Self::build_with(config, Components::default()).await
+    }
+
+    /// Like [`Application::build`], with parts supplied by the caller.
+    pub async fn build_with(config: &Config, components: Components) -> Result<Self, AppError> {
         tracing::debug!(?config, "configuration loaded");
         if config.queue.backend == QueueBackend::Sqlite {
             if let Some(dir) = config
@@ -80,12 +97,22 @@ impl Application {
         }
         let readiness = Arc::new(Readiness::for_config(config)?);
         telemetry::metrics();
-        let router = http::router(
-            AppState {
-                readiness: readiness.clone(),
-            },
-            &config.server,
-        );
+        let kaizala = components.kaizala_sink.map(|sink| {
+            let tokens = config
+                .tenants
+                .iter()
+                .filter_map(|t| {
+                    let token = t.callback_token.as_ref()?.expose().to_string();
+                    Some((t.id.clone(), SecretString::from(token)))
+                })
+                .collect();
+            Arc::new(Receiver::new(tokens, config.kaizala.dedup_ttl, sink))
+        });
+        let state = AppState {
+            readiness: readiness.clone(),
+            kaizala,
+        };
+        let router = http::router(state, &config.server);
         let address = config.server.listen;
         let listener = TcpListener::bind(address)
             .await

@@ -65,6 +65,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The job queue.
     pub queue: QueueConfig,
+    /// How the bridge talks to Kaizala, whatever the tenant.
+    pub kaizala: KaizalaConfig,
     /// Kaizala tenants and the connectors the bridge uses in each.
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
@@ -147,6 +149,24 @@ keyword_enum! {
         /// A Redis server shared by every replica.
         Redis = "redis",
     }
+}
+
+/// `[kaizala]`: settings of the Kaizala side shared by every tenant.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KaizalaConfig {
+    /// Longest wait for an answer from Kaizala (it suggests one minute).
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+    /// An access token is refreshed this long before it expires.
+    #[serde(with = "duration")]
+    pub token_refresh_margin: Duration,
+    /// How long an event id is remembered to drop Kaizala's repeated deliveries.
+    #[serde(with = "duration")]
+    pub dedup_ttl: Duration,
+    /// File that keeps refresh tokens Kaizala rotated and endpoints it moved
+    /// connectors to; relative paths start at the working directory.
+    pub credentials_file: PathBuf,
 }
 
 /// `[[tenants]]`: one Kaizala tenant (organisation).

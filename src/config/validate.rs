@@ -25,6 +25,17 @@ pub fn validate(config: &mut Config, cx: &Context, problems: &mut Problems) {
     server(&mut config.server, cx, problems);
     log(&config.log, problems);
     queue(&mut config.queue, cx, problems);
+    for (key, value) in [
+        ("kaizala.request_timeout", config.kaizala.request_timeout),
+        ("kaizala.dedup_ttl", config.kaizala.dedup_ttl),
+    ] {
+        if value.is_zero() {
+            problems.push(key, "must be longer than 0s");
+        }
+    }
+    if config.kaizala.credentials_file.as_os_str().is_empty() {
+        problems.push("kaizala.credentials_file", "missing");
+    }
     unique(
         "tenants",
         Some("id"),

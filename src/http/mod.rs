@@ -5,6 +5,7 @@
 //! metrics) is added once, in [`middleware`].
 
 mod health;
+mod kaizala_webhook;
 mod metrics;
 pub mod middleware;
 
@@ -14,6 +15,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::config::ServerConfig;
+use crate::kaizala::Receiver;
 use crate::readiness::Readiness;
 
 /// What handlers share.
@@ -21,6 +23,8 @@ use crate::readiness::Readiness;
 pub struct AppState {
     /// Dependency probes for `/readyz`.
     pub readiness: Arc<Readiness>,
+    /// The Kaizala webhook receiver, when something takes its events.
+    pub kaizala: Option<Arc<Receiver>>,
 }
 
 /// The routes of `kaizala-bridge run`, with every middleware applied.
@@ -29,6 +33,10 @@ pub fn router(state: AppState, server: &ServerConfig) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
+        .route(
+            "/webhooks/kaizala/{tenant}",
+            get(kaizala_webhook::validate).post(kaizala_webhook::receive),
+        )
         .with_state(state);
     middleware::apply(routes, server)
 }

@@ -12,3 +12,9 @@ pub use auth::{Clock, ConnectorCredentials, SystemClock};
 pub use client::{ClientOptions, KaizalaClient};
 pub use credentials::{CredentialStore, FileCredentialStore, Learned};
 pub use error::KaizalaError;
+pub mod dedup;
+pub mod events;
+pub mod webhook;
+
+pub use events::{EventData, KaizalaEvent};
+pub use webhook::{EventSink, ReceiveError, Received, Receiver, SinkError};

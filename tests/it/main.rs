@@ -2,6 +2,7 @@
 
 mod cli;
 mod kaizala_client;
+mod kaizala_webhook;
 mod logs;
 mod readiness;
 mod service;

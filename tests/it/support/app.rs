@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use kaizala_bridge::app::{AppError, Application};
+use kaizala_bridge::app::{AppError, Application, Components};
 use kaizala_bridge::config::Config;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +20,12 @@ pub struct TestApp {
 impl TestApp {
     /// Builds the bridge for `config` (which should listen on port 0) and runs it.
     pub async fn spawn(config: &Config) -> Self {
-        let app = Application::build(config)
+        Self::spawn_with(config, Components::default()).await
+    }
+
+    /// Like [`TestApp::spawn`], with parts supplied by the test.
+    pub async fn spawn_with(config: &Config, components: Components) -> Self {
+        let app = Application::build_with(config, components)
             .await
             .expect("the application builds");
         let address = app.address();

@@ -1,0 +1,139 @@
+//! Receiving Kaizala's webhook events: the validation handshake, the callback token
+//! (compared in constant time), parsing, dropping repeated deliveries, and handing
+//! each event to a sink. An event is acknowledged only once the sink has it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+
+use super::dedup::Dedup;
+use super::events::{EventData, KaizalaEvent};
+
+/// `kaizala_bridge_kaizala_webhook_events_total{tenant,type,outcome}`.
+pub const EVENTS_TOTAL: &str = "kaizala_bridge_kaizala_webhook_events_total";
+
+/// Where received events go (the job queue; a channel in tests).
+pub trait EventSink: Send + Sync {
+    /// Takes `event` durably, or fails so Kaizala delivers it again.
+    fn accept(
+        &self,
+        tenant: &str,
+        event: KaizalaEvent,
+    ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + '_>>;
+}
+
+/// The sink could not take an event now.
+#[derive(Debug, thiserror::Error)]
+#[error("the event could not be taken: {0}")]
+pub struct SinkError(pub String);
+
+/// Why an event was not taken; each maps to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiveError {
+    /// No tenant of this name, or it has no callback token (404).
+    #[error("no tenant {0:?} receives Kaizala webhooks here")]
+    UnknownTenant(String),
+    /// Missing or wrong `kz-callback-token` (401).
+    #[error("missing or wrong kz-callback-token")]
+    Unauthorized,
+    /// The body is not a valid event (400); the message names the field.
+    #[error("{0}")]
+    Malformed(String),
+    /// The sink could not take it (503): Kaizala will deliver it again.
+    #[error(transparent)]
+    Unavailable(#[from] SinkError),
+}
+
+/// What became of an accepted delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// Handed to the sink.
+    Accepted,
+    /// Seen before; dropped.
+    Duplicate,
+}
+
+/// The webhook receiver of every tenant.
+pub struct Receiver {
+    tokens: HashMap<String, SecretString>,
+    dedup: Dedup,
+    sink: Arc<dyn EventSink>,
+}
+
+impl Receiver {
+    /// A receiver for tenants with these callback tokens, remembering event ids for
+    /// `dedup_ttl`.
+    pub fn new(
+        tokens: HashMap<String, SecretString>,
+        dedup_ttl: std::time::Duration,
+        sink: Arc<dyn EventSink>,
+    ) -> Self {
+        Self {
+            tokens,
+            dedup: Dedup::new(dedup_ttl),
+            sink,
+        }
+    }
+
+    /// Whether `tenant` receives webhooks here.
+    pub fn knows(&self, tenant: &str) -> bool {
+        self.tokens.contains_key(tenant)
+    }
+
+    /// Checks, parses, deduplicates and hands on one delivery.
+    pub async fn receive(
+        &self,
+        tenant: &str,
+        token: Option<&str>,
+        body: &[u8],
+    ) -> Result<Received, ReceiveError> {
+        let expected = self
+            .tokens
+            .get(tenant)
+            .ok_or_else(|| ReceiveError::UnknownTenant(tenant.to_string()))?;
+        let given = token.unwrap_or_default().as_bytes();
+        if !bool::from(given.ct_eq(expected.expose_secret().as_bytes())) {
+            self.count(tenant, "unknown", "unauthorized");
+            return Err(ReceiveError::Unauthorized);
+        }
+        let event = KaizalaEvent::parse(body).map_err(|e| {
+            self.count(tenant, "unknown", "malformed");
+            ReceiveError::Malformed(e)
+        })?;
+        let kind = event.event_type.clone();
+        if !self.dedup.claim(&event.event_id) {
+            self.count(tenant, &kind, "duplicate");
+            return Ok(Received::Duplicate);
+        }
+        if matches!(event.data, EventData::Unknown { .. }) {
+            // Acknowledged so Kaizala does not retry it, but nothing acts on it.
+            self.count(tenant, &kind, "unknown_type");
+            return Ok(Received::Accepted);
+        }
+        let event_id = event.event_id.clone();
+        match self.sink.accept(tenant, event).await {
+            Ok(()) => {
+                self.count(tenant, &kind, "accepted");
+                Ok(Received::Accepted)
+            }
+            Err(error) => {
+                self.dedup.release(&event_id);
+                self.count(tenant, &kind, "unavailable");
+                Err(error.into())
+            }
+        }
+    }
+
+    fn count(&self, tenant: &str, kind: &str, outcome: &str) {
+        let labels = [
+            ("tenant", tenant.to_string()),
+            ("type", kind.to_string()),
+            ("outcome", outcome.to_string()),
+        ];
+        metrics::counter!(EVENTS_TOTAL, &labels).increment(1);
+    }
+}
