@@ -40,12 +40,28 @@ pub enum Command {
     Run,
     /// Validate the configuration and print every problem with its key path.
     CheckConfig,
+    /// Reconcile or show Kaizala webhook subscriptions.
+    Webhooks {
+        /// What to do.
+        #[command(subcommand)]
+        action: WebhooksAction,
+    },
     /// Run an emulator of an external service standalone, to try the bridge by hand.
     Sim {
         /// Which service.
         #[command(subcommand)]
         service: SimService,
     },
+}
+
+/// `webhooks` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum WebhooksAction {
+    /// Make each configured group have exactly one active webhook of ours; remove ours
+    /// from groups no longer configured; never touch others' webhooks.
+    Sync,
+    /// Print the webhooks on every group the connectors can see, ours marked.
+    List,
 }
 
 /// The emulated services.

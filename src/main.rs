@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kaizala_bridge::cli::{
-    Cli, Command, KaizalaSimArgs, SimService, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE,
+    Cli, Command, KaizalaSimArgs, SimService, WebhooksAction, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE,
 };
 use kaizala_bridge::config::{Config, LogConfig, LogFormat};
 use kaizala_bridge::sim::kaizala::{KaizalaSim, Seed, SimOptions};
@@ -35,6 +35,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig => check_config(&cli, &config),
         Command::Run => run(config),
+        Command::Webhooks { action } => webhooks(&config, &action),
         Command::Sim { .. } => unreachable!("dispatched before the configuration is loaded"),
     }
 }
@@ -108,6 +109,84 @@ fn sim_kaizala(args: &KaizalaSimArgs) -> ExitCode {
             ExitCode::from(EXIT_RUNTIME)
         }
     }
+}
+
+/// `webhooks sync|list`: one pass over every connector of the configuration.
+fn webhooks(config: &Config, action: &WebhooksAction) -> ExitCode {
+    use kaizala_bridge::kaizala::subscriptions::{self, SyncSetupError};
+    let managed = match subscriptions::managed(config) {
+        Ok(managed) => managed,
+        Err(error @ SyncSetupError::Client(_)) => {
+            eprintln!("kaizala-bridge: {error}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+        Err(error) => {
+            eprintln!("kaizala-bridge: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let runtime = match runtime(&config.log) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let mut failed = false;
+    runtime.block_on(async {
+        for m in &managed {
+            let who = format!("{}/{}", m.tenant, m.connector);
+            match action {
+                WebhooksAction::Sync => match subscriptions::reconcile(&m.client, &m.desired).await
+                {
+                    Ok(report) => {
+                        for (what, groups) in [
+                            ("created", &report.created),
+                            ("updated", &report.updated),
+                            ("re-enabled", &report.reenabled),
+                            ("deleted", &report.deleted),
+                            ("unchanged", &report.unchanged),
+                        ] {
+                            for group in groups {
+                                println!("{who} {group}: {what}");
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        eprintln!("kaizala-bridge: {who}: {error}");
+                        failed = true;
+                    }
+                },
+                WebhooksAction::List => {
+                    if let Err(error) = list_webhooks(&who, m).await {
+                        eprintln!("kaizala-bridge: {who}: {error}");
+                        failed = true;
+                    }
+                }
+            }
+        }
+    });
+    ExitCode::from(if failed { EXIT_RUNTIME } else { EXIT_OK })
+}
+
+async fn list_webhooks(
+    who: &str,
+    m: &kaizala_bridge::kaizala::subscriptions::Managed,
+) -> Result<(), kaizala_bridge::kaizala::KaizalaError> {
+    let ours = kaizala_bridge::kaizala::subscriptions::context_of(&m.tenant);
+    for group in m.client.groups().await? {
+        for w in m.client.list_webhooks(&group.group_id, "Group").await? {
+            let owner = if w.callback_context == ours {
+                "ours"
+            } else {
+                "other"
+            };
+            let state = if w.active { "active" } else { "DISABLED" };
+            let events = w.events.join(",");
+            println!(
+                "{who} {} {} {owner} {state} {} [{events}]",
+                group.group_id, w.id, w.callback_url
+            );
+        }
+    }
+    Ok(())
 }
 
 fn run(config: Config) -> ExitCode {

@@ -350,6 +350,9 @@ pub struct Webhook {
     /// Callback context.
     #[serde(default)]
     pub callback_context: String,
+    /// Callback token, when Kaizala shows it.
+    #[serde(default)]
+    pub callback_token: Option<String>,
     /// False once Kaizala disabled it.
     #[serde(default)]
     pub active: bool,

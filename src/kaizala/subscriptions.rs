@@ -1,0 +1,231 @@
+//! Keeping Kaizala's webhook subscriptions as the configuration wants them: for each
+//! configured group exactly one webhook of ours, active, pointing at our receiver with
+//! our token and the events we need. Ours are recognised by their callback context
+//! (`kaizala-bridge:{tenant}`); anyone else's webhooks are never touched.
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use super::api::{Webhook, WebhookRequest};
+use super::client::KaizalaClient;
+use super::error::KaizalaError;
+
+/// The events the bridge acts on: answers to what it posted.
+pub const EVENT_TYPES: &[&str] = &["SurveyResponse", "ActionResponse", "JobResponse"];
+
+/// The callback context that marks a webhook as the bridge's, for `tenant`.
+pub fn context_of(tenant: &str) -> String {
+    format!("kaizala-bridge:{tenant}")
+}
+
+/// What one connector's webhooks should be.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// The tenant (its receiver URL and context).
+    pub tenant: String,
+    /// `{public_url}/webhooks/kaizala/{tenant}`.
+    pub callback_url: String,
+    /// The tenant's `callback_token`.
+    pub callback_token: String,
+    /// Groups that must have our webhook, through this connector.
+    pub groups: BTreeSet<String>,
+    /// Groups of the tenant managed through another connector: left alone here.
+    pub elsewhere: BTreeSet<String>,
+}
+
+/// What one reconciliation did, group by group.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Groups that got a new webhook.
+    pub created: Vec<String>,
+    /// Groups whose webhook was changed back to the configuration.
+    pub updated: Vec<String>,
+    /// Groups whose disabled webhook was made active again.
+    pub reenabled: Vec<String>,
+    /// Webhooks of ours removed (extras, or on groups no longer configured): group ids.
+    pub deleted: Vec<String>,
+    /// Groups already as configured.
+    pub unchanged: Vec<String>,
+}
+
+/// Makes the connector's webhooks match `desired`, looking at every group the
+/// connector can see.
+pub async fn reconcile(
+    client: &KaizalaClient,
+    desired: &Desired,
+) -> Result<SyncReport, KaizalaError> {
+    let mut report = SyncReport::default();
+    let context = context_of(&desired.tenant);
+    let visible: BTreeSet<String> = client
+        .groups()
+        .await?
+        .into_iter()
+        .map(|g| g.group_id)
+        .collect();
+    for group in visible
+        .union(&desired.groups)
+        .filter(|g| !desired.elsewhere.contains(*g))
+    {
+        let ours: Vec<Webhook> = client
+            .list_webhooks(group, "Group")
+            .await?
+            .into_iter()
+            .filter(|w| w.callback_context == context)
+            .collect();
+        if !desired.groups.contains(group) {
+            for webhook in ours {
+                client.delete_webhook(&webhook.id).await?;
+                report.deleted.push(group.clone());
+            }
+            continue;
+        }
+        let mut ours = ours.into_iter();
+        let Some(keep) = ours.next() else {
+            client
+                .create_webhook(&request(desired, group, &context))
+                .await?;
+            report.created.push(group.clone());
+            continue;
+        };
+        for extra in ours {
+            client.delete_webhook(&extra.id).await?;
+            report.deleted.push(group.clone());
+        }
+        let wanted: BTreeSet<&str> = EVENT_TYPES.iter().copied().collect();
+        let subscribed: BTreeSet<&str> = keep.events.iter().map(String::as_str).collect();
+        let drifted = keep.callback_url != desired.callback_url
+            || keep
+                .callback_token
+                .as_deref()
+                .is_some_and(|t| t != desired.callback_token)
+            || subscribed != wanted;
+        if drifted {
+            let changes = json!({
+                "callBackUrl": desired.callback_url,
+                "callBackToken": desired.callback_token,
+                "eventTypes": EVENT_TYPES,
+                "Active": true,
+            });
+            client.update_webhook(&keep.id, &changes).await?;
+            report.updated.push(group.clone());
+        } else if !keep.active {
+            client
+                .update_webhook(&keep.id, &json!({ "Active": true }))
+                .await?;
+            report.reenabled.push(group.clone());
+        } else {
+            report.unchanged.push(group.clone());
+        }
+    }
+    Ok(report)
+}
+
+fn request(desired: &Desired, group: &str, context: &str) -> WebhookRequest {
+    WebhookRequest {
+        object_id: group.to_string(),
+        object_type: "Group".into(),
+        event_types: EVENT_TYPES.iter().map(|e| e.to_string()).collect(),
+        call_back_url: desired.callback_url.clone(),
+        call_back_token: desired.callback_token.clone(),
+        call_back_context: context.to_string(),
+    }
+}
+
+/// A connector of the configuration, with its client and what its webhooks should be.
+pub struct Managed {
+    /// Tenant id.
+    pub tenant: String,
+    /// Connector id.
+    pub connector: String,
+    /// Its client.
+    pub client: KaizalaClient,
+    /// What its webhooks should be.
+    pub desired: Desired,
+}
+
+/// Why the configuration cannot drive webhook subscriptions.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncSetupError {
+    /// No `server.public_url`: Kaizala would not know where to call.
+    #[error("server.public_url: required to register webhooks (the address Kaizala calls)")]
+    NoPublicUrl,
+    /// A tenant without `callback_token`.
+    #[error("tenants[{0}].callback_token: required to register webhooks")]
+    NoCallbackToken(usize),
+    /// A client could not be built.
+    #[error(transparent)]
+    Client(#[from] KaizalaError),
+}
+
+/// Every connector of `config` with the webhooks it manages. A group granted to
+/// several connectors of a tenant is managed by the first that lists it.
+pub fn managed(config: &crate::config::Config) -> Result<Vec<Managed>, SyncSetupError> {
+    use std::sync::Arc;
+
+    use super::auth::ConnectorCredentials;
+    use super::client::ClientOptions;
+    use super::credentials::FileCredentialStore;
+
+    let public_url = config
+        .server
+        .public_url
+        .as_ref()
+        .ok_or(SyncSetupError::NoPublicUrl)?;
+    let store = Arc::new(FileCredentialStore::new(&config.kaizala.credentials_file));
+    let options = ClientOptions {
+        timeout: config.kaizala.request_timeout,
+        refresh_margin: config.kaizala.token_refresh_margin,
+    };
+    let mut managed = Vec::new();
+    for (t, tenant) in config.tenants.iter().enumerate() {
+        let token = tenant
+            .callback_token
+            .as_ref()
+            .ok_or(SyncSetupError::NoCallbackToken(t))?;
+        let mut url = public_url.clone();
+        url.path_segments_mut()
+            .map_err(|()| SyncSetupError::NoPublicUrl)?
+            .pop_if_empty()
+            .extend(["webhooks", "kaizala", &tenant.id]);
+        let mut taken = BTreeSet::new();
+        let mut per_connector = Vec::new();
+        for connector in &tenant.connectors {
+            let groups: BTreeSet<String> = connector
+                .groups
+                .iter()
+                .filter(|g| taken.insert((*g).clone()))
+                .cloned()
+                .collect();
+            per_connector.push((connector, groups));
+        }
+        for (connector, groups) in &per_connector {
+            let elsewhere = per_connector
+                .iter()
+                .flat_map(|(_, g)| g.iter())
+                .filter(|g| !groups.contains(*g))
+                .cloned()
+                .collect();
+            let credentials = ConnectorCredentials {
+                key: format!("{}/{}", tenant.id, connector.id),
+                application_id: connector.application_id.clone(),
+                application_secret: connector.application_secret.clone(),
+                refresh_token: connector.refresh_token.clone(),
+                api_root: connector.api_root.clone(),
+            };
+            managed.push(Managed {
+                tenant: tenant.id.clone(),
+                connector: connector.id.clone(),
+                client: KaizalaClient::new(credentials, store.clone(), &options)?,
+                desired: Desired {
+                    tenant: tenant.id.clone(),
+                    callback_url: url.to_string(),
+                    callback_token: token.expose().to_string(),
+                    groups: groups.clone(),
+                    elsewhere,
+                },
+            });
+        }
+    }
+    Ok(managed)
+}

@@ -1,0 +1,167 @@
+//! Webhook subscriptions reconciled against the emulator, with the bridge's own
+//! receiver answering the handshake.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use kaizala_bridge::app::Components;
+use kaizala_bridge::kaizala::subscriptions::{self, SyncReport};
+use kaizala_bridge::kaizala::{EventSink, KaizalaEvent, SinkError};
+use serde_json::{json, Value};
+
+use crate::support::app::TestApp;
+use crate::support::config::ConfigDir;
+use crate::support::kaizala::{Callback, Mode, Sim};
+
+struct Accept;
+
+impl EventSink for Accept {
+    fn accept(
+        &self,
+        _: &str,
+        _: KaizalaEvent,
+    ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + '_>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+fn config_toml(api_root: &str, groups: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+public_url = "http://127.0.0.1:1"
+[queue]
+sqlite_path = "{{data}}/queue.sqlite"
+[kaizala]
+credentials_file = "{{data}}/kaizala-credentials.json"
+[[tenants]]
+id = "contoso"
+callback_token = "cb-contoso"
+[[tenants.connectors]]
+id = "one"
+application_id = "app-1"
+application_secret = "secret-1"
+refresh_token = "rt-1"
+api_root = "{api_root}"
+groups = {groups}
+"#
+    )
+}
+
+fn ours(sim: &Sim, group: &str) -> Vec<Value> {
+    sim.sim.state()["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["objectId"] == group && w["callbackContext"] == "kaizala-bridge:contoso")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn sync_creates_repairs_reenables_and_deletes_only_our_webhooks() {
+    let sim = Sim::start().await;
+    let dir = ConfigDir::new(&config_toml(sim.sim.base_url(), r#"["g-sales"]"#));
+    let mut config = dir.load();
+    let app = TestApp::spawn_with(
+        &config,
+        Components {
+            kaizala_sink: Some(Arc::new(Accept)),
+        },
+    )
+    .await;
+    config.server.public_url = Some(app.url("/").parse().unwrap());
+    let sync = |config: kaizala_bridge::config::Config| async move {
+        let managed = subscriptions::managed(&config).unwrap();
+        assert_eq!(managed.len(), 1);
+        subscriptions::reconcile(&managed[0].client, &managed[0].desired)
+            .await
+            .unwrap()
+    };
+
+    let report = sync(config.clone()).await;
+    assert_eq!(report.created, ["g-sales"], "{report:?}");
+    let created = ours(&sim, "g-sales");
+    assert_eq!(created.len(), 1);
+    assert_eq!(
+        created[0]["callbackUrl"],
+        app.url("/webhooks/kaizala/contoso").as_str()
+    );
+    assert_eq!(created[0]["callbackToken"], "cb-contoso");
+    assert_eq!(
+        created[0]["events"],
+        json!(["SurveyResponse", "ActionResponse", "JobResponse"])
+    );
+    assert_eq!(
+        sync(config.clone()).await.unchanged,
+        ["g-sales"],
+        "a second pass changes nothing"
+    );
+
+    let session = sim.session(1).await;
+    let foreign = Callback::start(Mode::Good).await;
+    let other = json!({ "objectId": "g-sales", "objectType": "Group", "eventTypes": ["TextMessageCreated"],
+                        "callBackUrl": foreign.url, "callBackToken": "x", "callBackContext": "someone-else" });
+    assert_eq!(session.post("/webhook", &other).await.0, 200);
+
+    let id = created[0]["id"].as_str().unwrap().to_string();
+    session
+        .put(
+            &format!("/webhook/{id}"),
+            &json!({ "eventTypes": ["TextMessageCreated"] }),
+        )
+        .await;
+    assert_eq!(sync(config.clone()).await.updated, ["g-sales"]);
+    assert_eq!(
+        ours(&sim, "g-sales")[0]["events"],
+        json!(["SurveyResponse", "ActionResponse", "JobResponse"])
+    );
+
+    session
+        .put(&format!("/webhook/{id}"), &json!({ "Active": false }))
+        .await;
+    assert_eq!(sync(config.clone()).await.reenabled, ["g-sales"]);
+    assert_eq!(ours(&sim, "g-sales")[0]["active"], true);
+
+    let extra = json!({ "objectId": "g-sales", "objectType": "Group", "eventTypes": ["SurveyResponse"],
+                        "callBackUrl": app.url("/webhooks/kaizala/contoso"), "callBackToken": "cb-contoso",
+                        "callBackContext": "kaizala-bridge:contoso" });
+    assert_eq!(session.post("/webhook", &extra).await.0, 200);
+    let report = sync(config.clone()).await;
+    assert_eq!(
+        (report.deleted.clone(), report.unchanged.clone()),
+        (vec!["g-sales".to_string()], vec!["g-sales".to_string()]),
+        "{report:?}"
+    );
+    assert_eq!(ours(&sim, "g-sales").len(), 1);
+
+    let mut unconfigured = config.clone();
+    unconfigured.tenants[0].connectors[0].groups.clear();
+    let report = sync(unconfigured).await;
+    assert_eq!(
+        report,
+        SyncReport {
+            deleted: vec!["g-sales".into()],
+            ..SyncReport::default()
+        }
+    );
+    assert!(ours(&sim, "g-sales").is_empty());
+    let all = sim.sim.state()["webhooks"].as_array().unwrap().clone();
+    assert_eq!(all.len(), 1, "the other webhook is untouched");
+    assert_eq!(all[0]["callbackContext"], "someone-else");
+}
+
+#[tokio::test]
+async fn sync_without_a_public_url_is_a_configuration_error() {
+    let sim = Sim::start().await;
+    let dir = ConfigDir::new(&config_toml(sim.sim.base_url(), r#"["g-sales"]"#));
+    let mut config = dir.load();
+    config.server.public_url = None;
+    let error = subscriptions::managed(&config).err().unwrap();
+    assert_eq!(
+        error.to_string(),
+        "server.public_url: required to register webhooks (the address Kaizala calls)"
+    );
+}
