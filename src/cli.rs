@@ -40,6 +40,12 @@ pub enum Command {
     Run,
     /// Validate the configuration and print every problem with its key path.
     CheckConfig,
+    /// Onboard a connector: send a PIN to a phone, then log in with it.
+    Auth {
+        /// What to do.
+        #[command(subcommand)]
+        action: AuthAction,
+    },
     /// Reconcile or show Kaizala webhook subscriptions.
     Webhooks {
         /// What to do.
@@ -51,6 +57,32 @@ pub enum Command {
         /// Which service.
         #[command(subcommand)]
         service: SimService,
+    },
+}
+
+/// `auth` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuthAction {
+    /// Ask Kaizala to send a PIN to the phone (generatePin).
+    Pin {
+        /// The connector: `tenant/connector`, or its id when that is unique.
+        #[arg(long)]
+        connector: String,
+        /// Phone number with country code, e.g. +15550001.
+        #[arg(long)]
+        phone: String,
+    },
+    /// Log in with the PIN (loginWithPinAndApplicationId) and store the refresh token.
+    Login {
+        /// The connector: `tenant/connector`, or its id when that is unique.
+        #[arg(long)]
+        connector: String,
+        /// Phone number with country code, e.g. +15550001.
+        #[arg(long)]
+        phone: String,
+        /// The PIN Kaizala sent.
+        #[arg(long)]
+        pin: u32,
     },
 }
 

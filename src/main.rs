@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kaizala_bridge::cli::{
-    Cli, Command, KaizalaSimArgs, SimService, WebhooksAction, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE,
+    AuthAction, Cli, Command, KaizalaSimArgs, SimService, WebhooksAction, EXIT_OK, EXIT_RUNTIME,
+    EXIT_USAGE,
 };
 use kaizala_bridge::config::{Config, LogConfig, LogFormat};
 use kaizala_bridge::sim::kaizala::{KaizalaSim, Seed, SimOptions};
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Command::CheckConfig => check_config(&cli, &config),
         Command::Run => run(config),
         Command::Webhooks { action } => webhooks(&config, &action),
+        Command::Auth { action } => auth(&config, &action),
         Command::Sim { .. } => unreachable!("dispatched before the configuration is loaded"),
     }
 }
@@ -101,6 +103,64 @@ fn sim_kaizala(args: &KaizalaSimArgs) -> ExitCode {
         println!("kaizala emulator listening on {}", sim.base_url());
         sim.run_until(stop).await;
         Ok::<(), String>(())
+    });
+    match result {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(error) => {
+            eprintln!("kaizala-bridge: {error}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// `auth pin|login`: onboarding a connector by PIN.
+fn auth(config: &Config, action: &AuthAction) -> ExitCode {
+    use kaizala_bridge::kaizala::{onboarding, FileCredentialStore};
+    let (AuthAction::Pin { connector, phone }
+    | AuthAction::Login {
+        connector, phone, ..
+    }) = action;
+    let found: Vec<_> = config
+        .tenants
+        .iter()
+        .flat_map(|t| t.connectors.iter().map(move |c| (t, c)))
+        .filter(|(t, c)| connector == &format!("{}/{}", t.id, c.id) || connector == &c.id)
+        .collect();
+    let (tenant, chosen) = match found.as_slice() {
+        [one] => *one,
+        [] => {
+            eprintln!(
+                "kaizala-bridge: --connector: no connector {connector:?} in the configuration"
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
+        _ => {
+            eprintln!("kaizala-bridge: --connector: {connector:?} is in several tenants; write tenant/connector");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let key = format!("{}/{}", tenant.id, chosen.id);
+    let runtime = match runtime(&config.log) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let result = runtime.block_on(async {
+        match action {
+            AuthAction::Pin { .. } => {
+                onboarding::generate_pin(&chosen.api_root, &chosen.application_id, phone).await?;
+                println!("Kaizala sent a PIN to {phone}; now run: kaizala-bridge auth login --connector {key} --phone {phone} --pin PIN");
+            }
+            AuthAction::Login { pin, .. } => {
+                let store = FileCredentialStore::new(&config.kaizala.credentials_file);
+                let login = onboarding::login(&chosen.api_root, &chosen.application_id, phone, *pin, &store, &key).await?;
+                println!(
+                    "stored the refresh token of {key} in {} (it is used instead of the configured one; it expires at epoch ms {})",
+                    store.path().display(),
+                    login.refresh_token_expiry
+                );
+            }
+        }
+        Ok::<(), kaizala_bridge::kaizala::KaizalaError>(())
     });
     match result {
         Ok(()) => ExitCode::from(EXIT_OK),

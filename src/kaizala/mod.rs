@@ -14,6 +14,7 @@ pub use credentials::{CredentialStore, FileCredentialStore, Learned};
 pub use error::KaizalaError;
 pub mod dedup;
 pub mod events;
+pub mod onboarding;
 pub mod subscriptions;
 pub mod webhook;
 

@@ -341,3 +341,109 @@ fn sim_kaizala_names_a_bad_seed_and_exits_2() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_pin_and_login_onboard_a_connector_and_say_where_the_token_went() {
+    let sim = crate::support::kaizala::Sim::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bridge.toml");
+    let credentials = dir.path().join("state/kaizala-credentials.json");
+    std::fs::write(
+        &config,
+        format!(
+            "[kaizala]\ncredentials_file = \"{}\"\n[[tenants]]\nid = \"contoso\"\n[[tenants.connectors]]\nid = \"one\"\n\
+             application_id = \"app-1\"\napplication_secret = \"secret-1\"\nrefresh_token = \"rt-1\"\napi_root = \"{}\"\n",
+            credentials.display(),
+            sim.sim.base_url()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_string();
+    let run = |args: Vec<String>| {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut all = vec!["--config".to_string(), config];
+            all.extend(args);
+            output(
+                bridge(&all.iter().map(String::as_str).collect::<Vec<_>>())
+                    .env("PATH", std::env::var("PATH").unwrap()),
+            )
+        })
+    };
+    let (code, stdout, stderr) = run(vec![
+        "auth".into(),
+        "pin".into(),
+        "--connector".into(),
+        "one".into(),
+        "--phone".into(),
+        "+15550001".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("Kaizala sent a PIN to +15550001"),
+        "{stdout}"
+    );
+    let pin = sim.sim.state()["connectors"]["app-1"]["pins"]["+15550001"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+
+    let login = |pin: String| {
+        run(vec![
+            "auth".into(),
+            "login".into(),
+            "--connector".into(),
+            "contoso/one".into(),
+            "--phone".into(),
+            "+15550001".into(),
+            "--pin".into(),
+            pin,
+        ])
+    };
+    let (code, stdout, stderr) = login(pin).await.unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "stored the refresh token of contoso/one in {}",
+            credentials.display()
+        )),
+        "{stdout}"
+    );
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&credentials).unwrap()).unwrap();
+    let token = saved["contoso/one"]["refresh_token"].as_str().unwrap();
+    assert_eq!(
+        sim.access_token_raw("app-1", "secret-1", token)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        sim.access_token_raw("app-1", "secret-1", "rt-1")
+            .await
+            .status(),
+        401,
+        "the login replaced the configured token"
+    );
+
+    let (code, _, stderr) = login("1".into()).await.unwrap();
+    assert_eq!(code, 1);
+    assert!(stderr.contains("pin: wrong PIN"), "{stderr}");
+    let (code, _, stderr) = run(vec![
+        "auth".into(),
+        "pin".into(),
+        "--connector".into(),
+        "nobody".into(),
+        "--phone".into(),
+        "+15550001".into(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("--connector: no connector \"nobody\""),
+        "{stderr}"
+    );
+}
