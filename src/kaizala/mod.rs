@@ -15,6 +15,7 @@ pub use error::KaizalaError;
 pub mod dedup;
 pub mod events;
 pub mod onboarding;
+pub mod poll;
 pub mod subscriptions;
 pub mod webhook;
 

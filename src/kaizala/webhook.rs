@@ -104,6 +104,16 @@ impl Receiver {
             self.count(tenant, "unknown", "malformed");
             ReceiveError::Malformed(e)
         })?;
+        self.hand_on(tenant, event).await
+    }
+
+    /// Deduplicates and hands on an event that is already trusted (a webhook delivery
+    /// whose token passed, or a response found by polling).
+    pub async fn hand_on(
+        &self,
+        tenant: &str,
+        event: KaizalaEvent,
+    ) -> Result<Received, ReceiveError> {
         let kind = event.event_type.clone();
         if !self.dedup.claim(&event.event_id) {
             self.count(tenant, &kind, "duplicate");

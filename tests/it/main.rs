@@ -2,6 +2,7 @@
 
 mod cli;
 mod kaizala_client;
+mod kaizala_poll;
 mod kaizala_subscriptions;
 mod kaizala_webhook;
 mod logs;
