@@ -90,14 +90,16 @@ fn request_span<B>(request: &axum::http::Request<B>) -> Span {
 fn log_response<B>(response: &Response<B>, latency: Duration, span: &Span) {
     let status = response.status().as_u16();
     let latency_ms = latency.as_secs_f64() * 1000.0;
+    // A disabled span still carries its metadata: ask whether it is on.
+    if span.is_disabled() {
+        return;
+    }
     match span.metadata().map(|m| *m.level()) {
-        // The span is off at this log level: so is its line.
-        None => {}
         Some(Level::DEBUG) => tracing::debug!(status, latency_ms, "request answered"),
         Some(_) if response.status().is_server_error() => {
             tracing::warn!(status, latency_ms, "request answered")
         }
-        Some(_) => tracing::info!(status, latency_ms, "request answered"),
+        _ => tracing::info!(status, latency_ms, "request answered"),
     }
 }
 

@@ -5,7 +5,6 @@ mod kaizala_client;
 mod kaizala_poll;
 mod kaizala_subscriptions;
 mod kaizala_webhook;
-mod logs;
 mod readiness;
 mod service;
 mod shutdown;

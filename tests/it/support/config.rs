@@ -57,6 +57,7 @@ description = "d"
 "#;
 
 /// Every secret value in [`BASE`].
+#[allow(dead_code)] // used by tests/logs.rs, which shares this module
 pub const BASE_SECRETS: &[&str] = &[
     "test-admin-token-a1",
     "test-callback-token-b2",

@@ -1,5 +1,14 @@
 //! What the logs say: every line of a request carries its id, and no secret from the
 //! configuration ever appears, in logs or in a Debug print of the configuration.
+//!
+//! A test binary of its own: tracing caches each callsite's interest for the whole
+//! process, so capturing subscribers installed per thread are only reliable when no
+//! other test creates callsites at the same time. Here the tests also run one at a
+//! time.
+
+#[path = "it/support/mod.rs"]
+#[allow(dead_code)]
+mod support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -8,8 +17,13 @@ use kaizala_bridge::config::{LogConfig, LogFormat};
 use kaizala_bridge::telemetry;
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::support::app::TestApp;
-use crate::support::config::{ConfigDir, BASE, BASE_SECRETS};
+use support::app::TestApp;
+use support::config::{ConfigDir, BASE, BASE_SECRETS};
+
+/// One capturing subscriber at a time: tracing caches each callsite's interest for
+/// the whole process, and thread-scoped subscribers of different levels installed by
+/// tests running in parallel can leave a callsite switched off for one of them.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Log output captured in memory.
 #[derive(Clone, Default)]
@@ -48,7 +62,10 @@ async fn logs_of_a_session(format: LogFormat, request_id: &str) -> String {
         format,
     };
     let subscriber = telemetry::log_subscriber(&config, capture.clone(), false).unwrap();
+    let _serial = SERIAL.lock().await;
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Callsite interest is cached process-wide; make it count this subscriber.
+    tracing::callsite::rebuild_interest_cache();
 
     let dir = ConfigDir::new(BASE);
     let app = TestApp::spawn(&dir.load()).await;
@@ -133,7 +150,10 @@ async fn at_info_level_every_line_is_lifecycle_or_carries_a_request_id() {
         format: LogFormat::Json,
     };
     let subscriber = telemetry::log_subscriber(&config, capture.clone(), false).unwrap();
+    let _serial = SERIAL.lock().await;
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Callsite interest is cached process-wide; make it count this subscriber.
+    tracing::callsite::rebuild_interest_cache();
 
     let dir = ConfigDir::new(BASE);
     let app = TestApp::spawn(&dir.load()).await;
