@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, QueueBackend};
 use crate::http::{self, AppState};
+use crate::kaizala::subscriptions::Managed;
 use crate::kaizala::{EventSink, Receiver};
 use crate::readiness::{Readiness, ReadinessError};
 use crate::{shutdown, telemetry};
@@ -47,6 +48,9 @@ pub enum AppError {
     /// The SIGTERM/SIGINT handlers could not be installed.
     #[error("cannot install the SIGTERM/SIGINT handlers: {0}")]
     Signals(io::Error),
+    /// Webhook subscriptions cannot be managed with this configuration.
+    #[error(transparent)]
+    Subscriptions(crate::kaizala::subscriptions::SyncSetupError),
     /// The HTTP server stopped with an error.
     #[error("the HTTP server failed: {0}")]
     Serve(io::Error),
@@ -69,6 +73,7 @@ pub struct Application {
     router: Router,
     readiness: Arc<Readiness>,
     shutdown_grace: Duration,
+    reconciler: Option<(Vec<Managed>, Duration)>,
 }
 
 impl Application {
@@ -108,6 +113,15 @@ impl Application {
                 .collect();
             Arc::new(Receiver::new(tokens, config.kaizala.dedup_ttl, sink))
         });
+        // Registering webhooks only makes sense while something receives their events.
+        let reconciler = match (&kaizala, &config.server.public_url) {
+            (Some(_), Some(_)) => {
+                let managed = crate::kaizala::subscriptions::managed(config)
+                    .map_err(AppError::Subscriptions)?;
+                Some((managed, config.kaizala.webhook_sync_interval))
+            }
+            _ => None,
+        };
         let state = AppState {
             readiness: readiness.clone(),
             kaizala,
@@ -126,6 +140,7 @@ impl Application {
             router,
             readiness,
             shutdown_grace: config.server.shutdown_grace,
+            reconciler,
         })
     }
 
@@ -138,6 +153,13 @@ impl Application {
     /// and lets in-flight requests finish within the grace period.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), AppError> {
         tracing::info!(address = %self.address, "listening on http://{}", self.address);
+        if let Some((managed, interval)) = self.reconciler {
+            tokio::spawn(crate::kaizala::subscriptions::keep_reconciled(
+                managed,
+                interval,
+                shutdown.clone(),
+            ));
+        }
         let readiness = self.readiness.clone();
         let stop = shutdown.clone();
         let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {

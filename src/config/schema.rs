@@ -164,6 +164,9 @@ pub struct KaizalaConfig {
     /// How long an event id is remembered to drop Kaizala's repeated deliveries.
     #[serde(with = "duration")]
     pub dedup_ttl: Duration,
+    /// How often `run` reconciles webhook subscriptions (while it receives webhooks).
+    #[serde(with = "duration")]
+    pub webhook_sync_interval: Duration,
     /// File that keeps refresh tokens Kaizala rotated and endpoints it moved
     /// connectors to; relative paths start at the working directory.
     pub credentials_file: PathBuf,

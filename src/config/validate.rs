@@ -28,6 +28,10 @@ pub fn validate(config: &mut Config, cx: &Context, problems: &mut Problems) {
     for (key, value) in [
         ("kaizala.request_timeout", config.kaizala.request_timeout),
         ("kaizala.dedup_ttl", config.kaizala.dedup_ttl),
+        (
+            "kaizala.webhook_sync_interval",
+            config.kaizala.webhook_sync_interval,
+        ),
     ] {
         if value.is_zero() {
             problems.push(key, "must be longer than 0s");

@@ -229,3 +229,35 @@ pub fn managed(config: &crate::config::Config) -> Result<Vec<Managed>, SyncSetup
     }
     Ok(managed)
 }
+
+/// Reconciles every connector's webhooks now and then every `interval`, until
+/// `shutdown`; a failing pass is logged and tried again at the next interval.
+pub async fn keep_reconciled(
+    managed: Vec<Managed>,
+    interval: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        for m in &managed {
+            match reconcile(&m.client, &m.desired).await {
+                Ok(report) => tracing::info!(
+                    tenant = %m.tenant,
+                    connector = %m.connector,
+                    created = report.created.len(),
+                    updated = report.updated.len(),
+                    reenabled = report.reenabled.len(),
+                    deleted = report.deleted.len(),
+                    unchanged = report.unchanged.len(),
+                    "webhook subscriptions reconciled"
+                ),
+                Err(error) => {
+                    tracing::warn!(tenant = %m.tenant, connector = %m.connector, %error, "webhook reconciliation failed; trying again later")
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}

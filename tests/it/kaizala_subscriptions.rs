@@ -165,3 +165,48 @@ async fn sync_without_a_public_url_is_a_configuration_error() {
         "server.public_url: required to register webhooks (the address Kaizala calls)"
     );
 }
+
+#[tokio::test]
+async fn run_keeps_subscriptions_reconciled_while_it_receives_webhooks() {
+    let sim = Sim::start().await;
+    let port = crate::support::redis::free_port();
+    let toml = config_toml(sim.sim.base_url(), r#"["g-sales"]"#)
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        )
+        .replace(
+            "public_url = \"http://127.0.0.1:1\"",
+            &format!("public_url = \"http://127.0.0.1:{port}\""),
+        );
+    let dir = ConfigDir::new(&toml);
+
+    let without_sink = TestApp::spawn(&dir.load()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        ours(&sim, "g-sales").is_empty(),
+        "no receiver, no registration"
+    );
+    without_sink.stop().await.unwrap();
+
+    let app = TestApp::spawn_with(
+        &dir.load(),
+        Components {
+            kaizala_sink: Some(Arc::new(Accept)),
+        },
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ours(&sim, "g-sales").is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reconciler registered our webhook"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        ours(&sim, "g-sales")[0]["callbackUrl"],
+        format!("http://127.0.0.1:{port}/webhooks/kaizala/contoso").as_str()
+    );
+    app.stop().await.unwrap();
+}
