@@ -101,6 +101,29 @@ pub enum WebhooksAction {
 pub enum SimService {
     /// The Microsoft Kaizala connector API, seeded with tenants, connectors and groups.
     Kaizala(KaizalaSimArgs),
+    /// Microsoft Dataverse (Dynamics 365): Entra tokens, the Web API, change tracking
+    /// and webhooks, seeded with applications and opportunities.
+    Dataverse(DataverseSimArgs),
+}
+
+/// Options of `sim dataverse`.
+#[derive(Debug, clap::Args)]
+pub struct DataverseSimArgs {
+    /// Address to listen on; port 0 picks a free one (the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8091")]
+    pub listen: SocketAddr,
+    /// Seed file (TOML) with applications and opportunities; see docs/simulators.md.
+    #[arg(long, value_name = "FILE")]
+    pub seed: PathBuf,
+    /// Organisation URL clients use, when not the listen address.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+    /// Requests per application per five minutes before 429.
+    #[arg(long, value_name = "N", default_value_t = 6000)]
+    pub requests_per_window: usize,
+    /// How long a delta token stays valid.
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub change_tracking_retention: std::time::Duration,
 }
 
 /// Options of `sim kaizala`.

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kaizala_bridge::cli::{
-    AuthAction, Cli, Command, KaizalaSimArgs, SimService, WebhooksAction, EXIT_OK, EXIT_RUNTIME,
-    EXIT_USAGE,
+    AuthAction, Cli, Command, DataverseSimArgs, KaizalaSimArgs, SimService, WebhooksAction,
+    EXIT_OK, EXIT_RUNTIME, EXIT_USAGE,
 };
 use kaizala_bridge::config::{Config, LogConfig, LogFormat};
 use kaizala_bridge::sim::kaizala::{KaizalaSim, Seed, SimOptions};
@@ -16,11 +16,14 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Sim {
-        service: SimService::Kaizala(args),
-    } = &cli.command
-    {
-        return sim_kaizala(args);
+    match &cli.command {
+        Command::Sim {
+            service: SimService::Kaizala(args),
+        } => return sim_kaizala(args),
+        Command::Sim {
+            service: SimService::Dataverse(args),
+        } => return sim_dataverse(args),
+        _ => {}
     }
     // Variables that are not valid Unicode cannot name configuration keys or secrets.
     let env: HashMap<String, String> = std::env::vars_os()
@@ -66,6 +69,51 @@ fn runtime(log: &LogConfig) -> Result<tokio::runtime::Runtime, ExitCode> {
         eprintln!("kaizala-bridge: cannot start the async runtime: {error}");
         ExitCode::from(EXIT_RUNTIME)
     })
+}
+
+/// `sim dataverse`: the Dataverse emulator alone, until SIGTERM or SIGINT.
+fn sim_dataverse(args: &DataverseSimArgs) -> ExitCode {
+    use kaizala_bridge::sim::dataverse::{
+        DataverseSim, Seed as DataverseSeed, SimOptions as DataverseOptions,
+    };
+    let seed = match DataverseSeed::load(&args.seed) {
+        Ok(seed) => seed,
+        Err(error) => {
+            eprintln!("kaizala-bridge: {error}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let options = DataverseOptions {
+        public_url: args.public_url.clone(),
+        requests_per_window: args.requests_per_window,
+        change_tracking_retention: args.change_tracking_retention,
+        ..DataverseOptions::default()
+    };
+    let log = LogConfig {
+        level: "info".into(),
+        format: LogFormat::Pretty,
+    };
+    let runtime = match runtime(&log) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let result = runtime.block_on(async {
+        let stop = CancellationToken::new();
+        shutdown::cancel_on_signal(stop.clone()).map_err(|e| e.to_string())?;
+        let sim = DataverseSim::start(&seed, options, args.listen)
+            .await
+            .map_err(|e| e.to_string())?;
+        println!("dataverse emulator listening on {}", sim.base_url());
+        sim.run_until(stop).await;
+        Ok::<(), String>(())
+    });
+    match result {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(error) => {
+            eprintln!("kaizala-bridge: {error}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
 }
 
 /// `sim kaizala`: the emulator alone, until SIGTERM or SIGINT. It needs no bridge

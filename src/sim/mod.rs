@@ -6,4 +6,7 @@
 //! fails here as it would have against the real service. Production paths never
 //! import it; only the `sim` subcommand, the demo and tests do.
 
+pub mod clock;
+pub mod dataverse;
+pub mod faults;
 pub mod kaizala;

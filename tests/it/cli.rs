@@ -447,3 +447,58 @@ async fn auth_pin_and_login_onboard_a_connector_and_say_where_the_token_went() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_dataverse_runs_standalone_and_prints_its_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.toml");
+    std::fs::write(&seed, crate::support::dataverse::SEED).unwrap();
+    let args = [
+        "sim",
+        "dataverse",
+        "--listen",
+        "127.0.0.1:0",
+        "--seed",
+        seed.to_str().unwrap(),
+    ];
+    let mut child = bridge(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let line = receiver
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the emulator prints its address");
+    let base = line
+        .trim()
+        .strip_prefix("dataverse emulator listening on ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    let scope = format!("{base}/.default");
+    let form = [
+        ("client_id", "bridge"),
+        ("client_secret", "bridge-secret"),
+        ("grant_type", "client_credentials"),
+        ("scope", scope.as_str()),
+    ];
+    let token = reqwest::Client::new()
+        .post(format!("{base}/contoso/oauth2/v2.0/token"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(wait_for_exit(&mut child), 0);
+}

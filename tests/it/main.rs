@@ -8,5 +8,6 @@ mod kaizala_webhook;
 mod readiness;
 mod service;
 mod shutdown;
+mod sim_dataverse;
 mod sim_kaizala;
 mod support;

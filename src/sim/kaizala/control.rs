@@ -10,8 +10,8 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::error::{ApiError, ApiResult};
-use super::faults::Faults;
 use super::Shared;
+use crate::sim::faults::Faults;
 
 /// The largest single step of the clock, so that epoch milliseconds cannot overflow.
 const MAX_ADVANCE_SECS: u64 = 100 * 365 * 24 * 3600;

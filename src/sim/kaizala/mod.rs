@@ -14,16 +14,14 @@ mod body;
 mod control;
 mod delivery;
 mod error;
-pub mod faults;
 mod groups;
 pub mod seed;
 mod state;
 mod webhooks;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::middleware::{from_fn_with_state, Next};
@@ -34,10 +32,11 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+pub use crate::sim::clock::Clock;
+use crate::sim::faults::FaultState;
+pub use crate::sim::faults::Faults;
 pub use actions::RESPONDER_HEADER;
 use error::ApiError;
-use faults::FaultState;
-pub use faults::Faults;
 pub use seed::{Seed, SeedError};
 use state::World;
 
@@ -94,28 +93,6 @@ impl SimOptions {
             reorder_hold: Duration::from_secs(2),
             ..Self::default()
         }
-    }
-}
-
-/// The emulator's clock: real time plus an offset tests can advance.
-#[derive(Debug, Default)]
-pub struct Clock {
-    offset_ms: AtomicI64,
-}
-
-impl Clock {
-    /// Now, in epoch milliseconds.
-    pub fn now_ms(&self) -> i64 {
-        let real = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        real + self.offset_ms.load(Ordering::SeqCst)
-    }
-
-    /// Moves the clock forward.
-    pub fn advance(&self, by: Duration) {
-        self.offset_ms
-            .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
     }
 }
 

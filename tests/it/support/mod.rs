@@ -2,5 +2,6 @@
 
 pub mod app;
 pub mod config;
+pub mod dataverse;
 pub mod kaizala;
 pub mod redis;

@@ -1,6 +1,6 @@
-//! Faults the emulator can be told to inject, deterministically under a seed:
+//! Faults an emulator can be told to inject, deterministically under a seed:
 //! errors, latency and hanging requests on API calls; duplicated and reordered
-//! webhook deliveries.
+//! webhook deliveries. Shared by every emulator.
 
 use std::time::Duration;
 
