@@ -9,8 +9,10 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod crm;
 pub mod http;
 pub mod kaizala;
+pub mod model;
 pub mod readiness;
 pub mod shutdown;
 pub mod sim;

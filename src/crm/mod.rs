@@ -1,0 +1,55 @@
+//! The CRM side of the bridge. Each CRM lives in a folder of its own behind these
+//! traits; `dataverse/` is the first.
+//!
+//! Never imports `kaizala/`: the two sides meet in `rules/` and `jobs/`.
+
+pub mod dataverse;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use std::time::Duration;
+
+use crate::model::Activity;
+
+/// Where answers are written.
+pub trait CrmSink: Send + Sync {
+    /// Writes `activity` once: writing the same activity again changes nothing.
+    fn write_activity<'a>(
+        &'a self,
+        activity: &'a Activity,
+    ) -> Pin<Box<dyn Future<Output = Result<Written, CrmError>> + Send + 'a>>;
+}
+
+/// A CRM call failed; the job queue retries what is retryable.
+#[derive(Debug, thiserror::Error)]
+pub enum CrmError {
+    /// The CRM asked to slow down; retry no sooner than this.
+    #[error("the CRM throttled the call; retry after {retry_after:?}")]
+    Throttled {
+        /// From `Retry-After`.
+        retry_after: Duration,
+    },
+    /// Trying again later can succeed (5xx, timeout, connection).
+    #[error("{0}")]
+    Retryable(String),
+    /// Trying again cannot succeed (bad request, credentials, missing record).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl CrmError {
+    /// Whether trying again later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, CrmError::Permanent(_))
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// The activity was created, with this id.
+    Created(String),
+    /// It existed already (an earlier attempt wrote it).
+    AlreadyThere(String),
+}
