@@ -1,6 +1,7 @@
 //! Integration and end-to-end tests, one crate so that two cores link one binary.
 
 mod cli;
+mod dataverse_poller;
 mod dataverse_sink;
 mod kaizala_client;
 mod kaizala_poll;

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod poller;
 pub mod sink;
 
 pub use auth::EntraCredentials;

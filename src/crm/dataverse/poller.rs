@@ -1,0 +1,296 @@
+//! Change tracking: finding new, changed and deleted records by polling.
+//!
+//! The first poll takes a baseline (all rows, paged) and keeps its delta link; later
+//! polls read what changed since. Events are handed on first and the new delta link
+//! is saved only after, so a crash in between re-reads the same changes (which the
+//! idempotency keys make harmless) and never skips one. An expired delta token leads
+//! to a fresh baseline.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Mutex;
+
+use reqwest::Method;
+use serde_json::{Map, Value};
+
+use super::client::WebApi;
+use super::error::DataverseError;
+use crate::model::{ChangeKind, CrmEvent, CrmRecordRef};
+
+/// Where polled events go (the job queue; a channel in tests).
+pub trait CrmEventSink: Send + Sync {
+    /// Takes `event` durably, or fails so the poll is repeated.
+    fn accept(
+        &self,
+        event: CrmEvent,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+}
+
+/// Keeps the delta link of each (source, entity set).
+pub trait DeltaLinks: Send + Sync {
+    /// The saved link.
+    fn load(&self, key: &str) -> Result<Option<String>, DataverseError>;
+    /// Saves (or, with `None`, forgets) the link, durably, before returning.
+    fn save(&self, key: &str, link: Option<&str>) -> Result<(), DataverseError>;
+}
+
+/// Delta links in one JSON file, written atomically (until the durable store lands).
+pub struct FileDeltaLinks {
+    path: PathBuf,
+    lock: Mutex<()>,
+}
+
+impl FileDeltaLinks {
+    /// Links kept in `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn read(&self) -> Result<BTreeMap<String, String>, DataverseError> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| DataverseError::Protocol(format!("{}: {e}", self.path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(DataverseError::Protocol(format!(
+                "cannot read {}: {e}",
+                self.path.display()
+            ))),
+        }
+    }
+}
+
+impl DeltaLinks for FileDeltaLinks {
+    fn load(&self, key: &str) -> Result<Option<String>, DataverseError> {
+        let _guard = self.lock.lock().unwrap();
+        Ok(self.read()?.remove(key))
+    }
+
+    fn save(&self, key: &str, link: Option<&str>) -> Result<(), DataverseError> {
+        let _guard = self.lock.lock().unwrap();
+        let mut all = self.read()?;
+        match link {
+            Some(link) => all.insert(key.to_string(), link.to_string()),
+            None => all.remove(key),
+        };
+        let fail = |e: std::io::Error| {
+            DataverseError::Protocol(format!("cannot write {}: {e}", self.path.display()))
+        };
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(fail)?;
+        }
+        let temporary = self.path.with_extension("tmp");
+        std::fs::write(
+            &temporary,
+            serde_json::to_vec_pretty(&all).expect("plain data"),
+        )
+        .map_err(fail)?;
+        std::fs::rename(&temporary, &self.path).map_err(fail)
+    }
+}
+
+/// What the first poll of a source does with the records that already exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Baseline {
+    /// Treat them as new (each fires its rules once).
+    ExistingAsNew,
+    /// Only changes from now on.
+    ChangesOnly,
+}
+
+/// One entity set of one source.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    /// The `[[crm]]` id.
+    pub crm: String,
+    /// The entity set.
+    pub entity_set: String,
+    /// Columns to read (`$select`).
+    pub select: Vec<String>,
+    /// What the first poll does.
+    pub baseline: Baseline,
+}
+
+impl Watch {
+    fn key(&self) -> String {
+        format!("{}/{}", self.crm, self.entity_set)
+    }
+}
+
+/// What one poll did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PollReport {
+    /// Events handed on.
+    pub events: usize,
+    /// Whether this poll took a baseline.
+    pub baseline: bool,
+    /// Whether an expired delta token forced that baseline.
+    pub expired: bool,
+}
+
+/// Why a poll stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    /// Dataverse could not be read, or the link could not be kept.
+    #[error(transparent)]
+    Dataverse(#[from] DataverseError),
+    /// The sink refused an event; the delta link was not advanced.
+    #[error("an event could not be handed on: {0}")]
+    Sink(String),
+}
+
+/// Polls one entity set once.
+pub async fn poll_once(
+    api: &WebApi,
+    links: &dyn DeltaLinks,
+    sink: &dyn CrmEventSink,
+    watch: &Watch,
+) -> Result<PollReport, PollError> {
+    metrics::counter!("kaizala_bridge_dataverse_delta_polls_total", "crm" => watch.crm.clone())
+        .increment(1);
+    let mut report = PollReport::default();
+    let saved = links.load(&watch.key())?;
+    let (rows, next_link) = match saved {
+        Some(link) => match read_all(api, &link).await {
+            Ok(result) => result,
+            Err(DataverseError::DeltaExpired) => {
+                tracing::warn!(crm = %watch.crm, entity_set = %watch.entity_set, "the delta token expired; taking a fresh baseline");
+                links.save(&watch.key(), None)?;
+                report.expired = true;
+                return baseline(api, links, sink, watch, report).await;
+            }
+            Err(error) => return Err(error.into()),
+        },
+        None => return baseline(api, links, sink, watch, report).await,
+    };
+    for row in rows {
+        if let Some(event) = event_of(watch, row) {
+            sink.accept(event).await.map_err(PollError::Sink)?;
+            report.events += 1;
+        }
+    }
+    links.save(&watch.key(), Some(&next_link))?;
+    count(watch, report.events);
+    Ok(report)
+}
+
+async fn baseline(
+    api: &WebApi,
+    links: &dyn DeltaLinks,
+    sink: &dyn CrmEventSink,
+    watch: &Watch,
+    mut report: PollReport,
+) -> Result<PollReport, PollError> {
+    report.baseline = true;
+    // createdon and modifiedon tell new rows from changed ones in later deltas.
+    let mut select = watch.select.clone();
+    for column in ["createdon", "modifiedon"] {
+        if !select.iter().any(|c| c == column) {
+            select.push(column.to_string());
+        }
+    }
+    let first = format!("{}?$select={}", watch.entity_set, select.join(","));
+    let (rows, link) = read_all(api, &first).await?;
+    if watch.baseline == Baseline::ExistingAsNew {
+        for row in rows {
+            if let Some(mut event) = event_of(watch, row) {
+                event.kind = ChangeKind::Created;
+                sink.accept(event).await.map_err(PollError::Sink)?;
+                report.events += 1;
+            }
+        }
+    }
+    links.save(&watch.key(), Some(&link))?;
+    count(watch, report.events);
+    Ok(report)
+}
+
+fn count(watch: &Watch, events: usize) {
+    metrics::counter!("kaizala_bridge_dataverse_records_seen_total", "crm" => watch.crm.clone(), "entity_set" => watch.entity_set.clone()).increment(events as u64);
+}
+
+/// Reads a change-tracking request page by page; returns the rows and the delta link.
+async fn read_all(
+    api: &WebApi,
+    first: &str,
+) -> Result<(Vec<Map<String, Value>>, String), DataverseError> {
+    let mut rows = Vec::new();
+    let mut next = first.to_string();
+    loop {
+        let answer = api
+            .send(
+                Method::GET,
+                &next,
+                &[("Prefer", "odata.track-changes,odata.maxpagesize=1000")],
+                None,
+            )
+            .await?;
+        let value = answer.body["value"].as_array().ok_or_else(|| {
+            DataverseError::Protocol("a change-tracking page without value".into())
+        })?;
+        rows.extend(value.iter().filter_map(|v| v.as_object().cloned()));
+        if let Some(link) = answer.body["@odata.nextLink"].as_str() {
+            next = link.to_string();
+        } else if let Some(link) = answer.body["@odata.deltaLink"].as_str() {
+            return Ok((rows, link.to_string()));
+        } else {
+            return Err(DataverseError::Protocol(
+                "a change-tracking answer with neither nextLink nor deltaLink".into(),
+            ));
+        }
+    }
+}
+
+/// A row of a delta as an event: deletions carry `reason: deleted`; new and changed
+/// rows look alike, so a row whose `createdon` equals its `modifiedon` is new.
+fn event_of(watch: &Watch, row: Map<String, Value>) -> Option<CrmEvent> {
+    let record = |id: String| CrmRecordRef {
+        crm: watch.crm.clone(),
+        entity_set: watch.entity_set.clone(),
+        id,
+    };
+    if row.get("reason").and_then(Value::as_str) == Some("deleted") {
+        let id = row.get("id")?.as_str()?.to_string();
+        return Some(CrmEvent {
+            record: record(id),
+            kind: ChangeKind::Deleted,
+            attributes: Map::new(),
+        });
+    }
+    let key = primary_key(&watch.entity_set);
+    let id = row.get(&key)?.as_str()?.to_string();
+    let created = row.get("createdon").and_then(Value::as_str);
+    let kind = match (created, row.get("modifiedon").and_then(Value::as_str)) {
+        (Some(c), Some(m)) if c != m => ChangeKind::Updated,
+        _ => ChangeKind::Created,
+    };
+    let attributes = row
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with('@'))
+        .collect();
+    Some(CrmEvent {
+        record: record(id),
+        kind,
+        attributes,
+    })
+}
+
+/// The primary key column of an entity set (activities share `activityid`).
+pub fn primary_key(entity_set: &str) -> String {
+    match entity_set {
+        "tasks" | "phonecalls" | "emails" | "appointments" => "activityid".into(),
+        "opportunities" => "opportunityid".into(),
+        "annotations" => "annotationid".into(),
+        other => format!(
+            "{}id",
+            other
+                .strip_suffix("ies")
+                .map(|s| format!("{s}y"))
+                .unwrap_or_else(|| other.trim_end_matches('s').to_string())
+        ),
+    }
+}
