@@ -62,6 +62,7 @@ async fn main() {
     let sink = Arc::new(CountingSink::default());
     let components = Components {
         kaizala_sink: Some(sink.clone()),
+        ..Default::default()
     };
     let app = Application::build_with(&config, components)
         .await

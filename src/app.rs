@@ -16,6 +16,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, QueueBackend};
+use crate::crm::dataverse::webhook::{DataverseReceiver, Source as WebhookSource};
+use crate::crm::CrmEventSink;
 use crate::http::{self, AppState};
 use crate::kaizala::subscriptions::Managed;
 use crate::kaizala::{EventSink, Receiver};
@@ -64,6 +66,8 @@ pub struct Components {
     /// off (its routes answer 404), so no event is ever acknowledged and then lost:
     /// the durable job queue supplies it once it lands.
     pub kaizala_sink: Option<Arc<dyn EventSink>>,
+    /// Takes the events of the Dataverse webhook receiver; without one it is off.
+    pub crm_sink: Option<Arc<dyn CrmEventSink>>,
 }
 
 /// A bound, ready-to-run bridge.
@@ -122,9 +126,26 @@ impl Application {
             }
             _ => None,
         };
+        let dataverse = components.crm_sink.map(|sink| {
+            let sources = config
+                .crm
+                .iter()
+                .filter_map(|c| {
+                    let key = SecretString::from(c.webhook_key.as_ref()?.expose().to_string());
+                    let source = WebhookSource {
+                        key,
+                        header: c.webhook_header.clone(),
+                        entity_sets: c.entity_sets.clone(),
+                    };
+                    Some((c.id.clone(), source))
+                })
+                .collect();
+            Arc::new(DataverseReceiver::new(sources, sink))
+        });
         let state = AppState {
             readiness: readiness.clone(),
             kaizala,
+            dataverse,
         };
         let router = http::router(state, &config.server);
         let address = config.server.listen;

@@ -244,6 +244,9 @@ pub struct CrmConfig {
     pub poll_interval: Duration,
     /// The key the CRM's webhook must present; without it the webhook route is off.
     pub webhook_key: Option<Secret>,
+    /// For `HttpHeader` authentication: the header that carries `webhook_key`. Without
+    /// it the key is expected as the `code` query parameter (`WebhookKey`).
+    pub webhook_header: Option<String>,
 }
 
 keyword_enum! {

@@ -10,7 +10,16 @@ use std::pin::Pin;
 
 use std::time::Duration;
 
-use crate::model::Activity;
+use crate::model::{Activity, CrmEvent};
+
+/// Where CRM events go, from polling or webhooks (the job queue; a channel in tests).
+pub trait CrmEventSink: Send + Sync {
+    /// Takes `event` durably, or fails so it is offered again.
+    fn accept(
+        &self,
+        event: CrmEvent,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
+}
 
 /// Where answers are written.
 pub trait CrmSink: Send + Sync {

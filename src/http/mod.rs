@@ -4,6 +4,7 @@
 //! owns the work. What every request gets (an id, a span, a timeout, a body limit,
 //! metrics) is added once, in [`middleware`].
 
+mod dataverse_webhook;
 mod health;
 mod kaizala_webhook;
 mod metrics;
@@ -11,10 +12,11 @@ pub mod middleware;
 
 use std::sync::Arc;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::config::ServerConfig;
+use crate::crm::dataverse::webhook::DataverseReceiver;
 use crate::kaizala::Receiver;
 use crate::readiness::Readiness;
 
@@ -25,6 +27,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// The Kaizala webhook receiver, when something takes its events.
     pub kaizala: Option<Arc<Receiver>>,
+    /// The Dataverse webhook receiver, when something takes its events.
+    pub dataverse: Option<Arc<DataverseReceiver>>,
 }
 
 /// The routes of `kaizala-bridge run`, with every middleware applied.
@@ -36,6 +40,10 @@ pub fn router(state: AppState, server: &ServerConfig) -> Router {
         .route(
             "/webhooks/kaizala/{tenant}",
             get(kaizala_webhook::validate).post(kaizala_webhook::receive),
+        )
+        .route(
+            "/webhooks/dataverse/{crm}",
+            post(dataverse_webhook::receive),
         )
         .with_state(state);
     middleware::apply(routes, server)

@@ -69,6 +69,7 @@ async fn sync_creates_repairs_reenables_and_deletes_only_our_webhooks() {
         &config,
         Components {
             kaizala_sink: Some(Arc::new(Accept)),
+            ..Default::default()
         },
     )
     .await;
@@ -193,6 +194,7 @@ async fn run_keeps_subscriptions_reconciled_while_it_receives_webhooks() {
         &dir.load(),
         Components {
             kaizala_sink: Some(Arc::new(Accept)),
+            ..Default::default()
         },
     )
     .await;

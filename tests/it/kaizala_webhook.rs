@@ -65,6 +65,7 @@ async fn fixture() -> Fixture {
         &dir.load(),
         Components {
             kaizala_sink: Some(sink.clone()),
+            ..Default::default()
         },
     )
     .await;

@@ -3,6 +3,7 @@
 mod cli;
 mod dataverse_poller;
 mod dataverse_sink;
+mod dataverse_webhook;
 mod kaizala_client;
 mod kaizala_poll;
 mod kaizala_subscriptions;

@@ -7,9 +7,7 @@
 //! to a fresh baseline.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Mutex;
 
 use reqwest::Method;
@@ -17,16 +15,8 @@ use serde_json::{Map, Value};
 
 use super::client::WebApi;
 use super::error::DataverseError;
+pub use crate::crm::CrmEventSink;
 use crate::model::{ChangeKind, CrmEvent, CrmRecordRef};
-
-/// Where polled events go (the job queue; a channel in tests).
-pub trait CrmEventSink: Send + Sync {
-    /// Takes `event` durably, or fails so the poll is repeated.
-    fn accept(
-        &self,
-        event: CrmEvent,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
-}
 
 /// Keeps the delta link of each (source, entity set).
 pub trait DeltaLinks: Send + Sync {

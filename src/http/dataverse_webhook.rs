@@ -1,0 +1,55 @@
+//! `POST /webhooks/dataverse/{crm}`: a thin handler over [`DataverseReceiver`].
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::AppState;
+use crate::crm::dataverse::webhook::{ReceiveError, Received};
+
+/// A Dataverse service-endpoint call: 2xx once the event is taken (or not watched).
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(crm): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(receiver) = state.dataverse.as_ref() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "Dataverse webhooks are not received here\n",
+        )
+            .into_response();
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    match receiver
+        .receive(&crm, query.get("code").map(String::as_str), header, &body)
+        .await
+    {
+        Ok(Received::Accepted) => Json(serde_json::json!({ "status": "accepted" })).into_response(),
+        Ok(Received::Ignored) => Json(serde_json::json!({ "status": "ignored" })).into_response(),
+        Err(error) => {
+            let status = match &error {
+                ReceiveError::UnknownSource(_) => StatusCode::NOT_FOUND,
+                ReceiveError::Unauthorized => StatusCode::UNAUTHORIZED,
+                ReceiveError::Malformed(_) => StatusCode::BAD_REQUEST,
+                ReceiveError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            (
+                status,
+                Json(serde_json::json!({ "error": error.to_string() })),
+            )
+                .into_response()
+        }
+    }
+}
