@@ -13,6 +13,7 @@ pub mod crm;
 pub mod http;
 pub mod kaizala;
 pub mod model;
+pub mod ratelimit;
 pub mod readiness;
 pub mod shutdown;
 pub mod sim;

@@ -16,6 +16,7 @@ use super::api::*;
 use super::auth::{Clock, ConnectorCredentials, SystemClock, TokenManager};
 use super::credentials::CredentialStore;
 use super::error::KaizalaError;
+use crate::ratelimit::{Quota, RateGate};
 
 /// `kaizala_bridge_kaizala_calls_total{connector,endpoint,status}`.
 pub const CALLS_TOTAL: &str = "kaizala_bridge_kaizala_calls_total";
@@ -58,6 +59,7 @@ pub struct KaizalaClient {
     http: reqwest::Client,
     tokens: TokenManager,
     key: String,
+    gate: Option<(Arc<dyn RateGate>, Vec<Quota>)>,
 }
 
 impl KaizalaClient {
@@ -90,7 +92,20 @@ impl KaizalaClient {
             clock,
             options.refresh_margin,
         );
-        Ok(Self { http, tokens, key })
+        Ok(Self {
+            http,
+            tokens,
+            key,
+            gate: None,
+        })
+    }
+
+    /// Makes every call first take a permit from each of `quotas` (the connector's,
+    /// then its tenant's), and a 429 pause the first one (the connector) for its
+    /// Retry-After, for every caller of the gate.
+    pub fn with_gate(mut self, gate: Arc<dyn RateGate>, quotas: Vec<Quota>) -> Self {
+        self.gate = Some((gate, quotas));
+        self
     }
 
     /// The endpoint calls go to now, if known.
@@ -261,6 +276,11 @@ impl KaizalaClient {
         let mut refreshed = false;
         let mut moves = 0;
         loop {
+            if let Some((gate, quotas)) = &self.gate {
+                gate.acquire(quotas)
+                    .await
+                    .map_err(|e| KaizalaError::Transport(e.to_string()))?;
+            }
             let lease = self.tokens.lease().await?;
             let mut url = url::Url::parse(&lease.endpoint).map_err(|e| {
                 KaizalaError::Protocol(format!("endpoint {:?} is not a URL: {e}", lease.endpoint))
@@ -324,7 +344,14 @@ impl KaizalaClient {
                 _ => {
                     let retry_after = retry_after(response.headers());
                     let text = response.text().await.unwrap_or_default();
-                    return Err(KaizalaError::from_status(status, retry_after, &text));
+                    let error = KaizalaError::from_status(status, retry_after, &text);
+                    if let (Some((gate, quotas)), Some(wait)) = (&self.gate, error.retry_after()) {
+                        if let Some(connector) = quotas.first() {
+                            // Every caller of this connector waits, not only this one.
+                            let _ = gate.pause(&connector.key, wait).await;
+                        }
+                    }
+                    return Err(error);
                 }
             }
         }

@@ -487,3 +487,63 @@ fn request_bodies_match_the_swagger_schemas() {
         assert!(errors.is_empty(), "{definition}: {body} -> {errors:?}");
     }
 }
+
+/// Records what the client asks of its gate.
+#[derive(Default)]
+struct RecordingGate {
+    acquired: std::sync::Mutex<Vec<Vec<String>>>,
+    paused: std::sync::Mutex<Vec<(String, Duration)>>,
+}
+
+impl kaizala_bridge::ratelimit::RateGate for RecordingGate {
+    fn acquire<'a>(
+        &'a self,
+        quotas: &'a [kaizala_bridge::ratelimit::Quota],
+    ) -> kaizala_bridge::ratelimit::GateFuture<'a> {
+        self.acquired
+            .lock()
+            .unwrap()
+            .push(quotas.iter().map(|q| q.key.clone()).collect());
+        Box::pin(async { Ok(()) })
+    }
+    fn pause<'a>(
+        &'a self,
+        key: &'a str,
+        duration: Duration,
+    ) -> kaizala_bridge::ratelimit::GateFuture<'a> {
+        self.paused
+            .lock()
+            .unwrap()
+            .push((key.to_string(), duration));
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test]
+async fn every_call_passes_the_gate_and_a_429_pauses_the_connector_for_everyone() {
+    use kaizala_bridge::ratelimit::Quota;
+    let f = Fixture::new().await;
+    let gate = Arc::new(RecordingGate::default());
+    let quotas = vec![
+        Quota::connector("contoso", "app-1", 100),
+        Quota::tenant("contoso", 300),
+    ];
+    let client = f.client(1).with_gate(gate.clone(), quotas);
+    for _ in 0..100 {
+        client.groups().await.unwrap();
+    }
+    assert_eq!(gate.acquired.lock().unwrap().len(), 100);
+    assert_eq!(
+        gate.acquired.lock().unwrap()[0],
+        ["connector:contoso/app-1", "tenant:contoso"]
+    );
+    let error = client.groups().await.unwrap_err();
+    let paused = gate.paused.lock().unwrap().clone();
+    assert_eq!(paused.len(), 1, "{error}");
+    assert_eq!(paused[0].0, "connector:contoso/app-1");
+    assert_eq!(
+        Some(paused[0].1),
+        error.retry_after(),
+        "for the Retry-After Kaizala gave"
+    );
+}

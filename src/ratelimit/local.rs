@@ -1,0 +1,79 @@
+//! The gate of a single process, on governor's keyed limiters (one per quota size,
+//! since a keyed limiter has one quota for all its keys).
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use governor::{DefaultKeyedRateLimiter, RateLimiter};
+
+use super::{GateFuture, Quota, RateGate, WAIT_SECONDS};
+
+/// A process-local [`RateGate`].
+#[derive(Default)]
+pub struct LocalGate {
+    limiters: Mutex<HashMap<u32, Arc<DefaultKeyedRateLimiter<String>>>>,
+    paused: Mutex<HashMap<String, Instant>>,
+}
+
+impl LocalGate {
+    /// An empty gate; limiters appear as quotas are used.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn limiter(&self, per_minute: u32) -> Arc<DefaultKeyedRateLimiter<String>> {
+        let mut limiters = self.limiters.lock().unwrap();
+        limiters
+            .entry(per_minute)
+            .or_insert_with(|| {
+                let interval = Duration::from_secs(60) / per_minute.max(1);
+                let quota = governor::Quota::with_period(interval)
+                    .expect("a non-zero interval")
+                    .allow_burst(NonZeroU32::MIN);
+                Arc::new(RateLimiter::keyed(quota))
+            })
+            .clone()
+    }
+
+    fn pause_left(&self, key: &str) -> Option<Duration> {
+        let paused = self.paused.lock().unwrap();
+        paused
+            .get(key)
+            .and_then(|until| until.checked_duration_since(Instant::now()))
+    }
+}
+
+impl RateGate for LocalGate {
+    fn acquire<'a>(&'a self, quotas: &'a [Quota]) -> GateFuture<'a> {
+        Box::pin(async move {
+            let started = Instant::now();
+            for quota in quotas {
+                while let Some(left) = self.pause_left(&quota.key) {
+                    tokio::time::sleep(left).await;
+                }
+                // Taking the connector's permit before waiting for the tenant's can only
+                // leave capacity unused, never exceed a quota.
+                self.limiter(quota.per_minute)
+                    .until_key_ready(&quota.key)
+                    .await;
+            }
+            if let Some(first) = quotas.first() {
+                metrics::histogram!(WAIT_SECONDS, "key" => first.key.clone())
+                    .record(started.elapsed().as_secs_f64());
+            }
+            Ok(())
+        })
+    }
+
+    fn pause<'a>(&'a self, key: &'a str, duration: Duration) -> GateFuture<'a> {
+        Box::pin(async move {
+            let until = Instant::now() + duration;
+            let mut paused = self.paused.lock().unwrap();
+            let entry = paused.entry(key.to_string()).or_insert(until);
+            *entry = (*entry).max(until);
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,74 @@
+//! The rate gate every Kaizala call passes: a permit from the connector's quota and
+//! one from its tenant's, before the call.
+//!
+//! Quotas are enforced as a GCRA with no burst: calls on one key are spaced a full
+//! interval apart (600 ms for 100 a minute), so no sliding minute can ever hold more
+//! than the quota, which is what "stay under it on our own" needs; a burst allowance
+//! would let a window see up to twice as many. A 429 pauses a key for its Retry-After
+//! for every caller. Waiting sleeps for the time the limiter names, per key, so it
+//! neither spins nor holds up other connectors.
+//!
+//! [`LocalGate`] (governor) serves one process; [`RedisGate`] (an atomic GCRA in a Lua
+//! script, Redis's clock) serves N replicas, which then share each quota.
+
+mod local;
+mod redis_gate;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub use local::LocalGate;
+pub use redis_gate::RedisGate;
+
+/// `kaizala_bridge_rate_gate_wait_seconds{key}`: time spent waiting for permits.
+pub const WAIT_SECONDS: &str = "kaizala_bridge_rate_gate_wait_seconds";
+
+/// A quota: a key and its calls per minute.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Quota {
+    /// `connector:{tenant}/{connector}` or `tenant:{tenant}`.
+    pub key: String,
+    /// Calls per minute.
+    pub per_minute: u32,
+}
+
+impl Quota {
+    /// The quota of a connector.
+    pub fn connector(tenant: &str, connector: &str, per_minute: u32) -> Self {
+        Self {
+            key: format!("connector:{tenant}/{connector}"),
+            per_minute,
+        }
+    }
+
+    /// The quota of a tenant.
+    pub fn tenant(tenant: &str, per_minute: u32) -> Self {
+        Self {
+            key: format!("tenant:{tenant}"),
+            per_minute,
+        }
+    }
+
+    /// The spacing between two calls.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(60) / self.per_minute.max(1)
+    }
+}
+
+/// The gate could not be used (Redis unreachable); the call should be retried later.
+#[derive(Debug, thiserror::Error)]
+#[error("the rate gate is unavailable: {0}")]
+pub struct GateError(pub String);
+
+/// Boxed future of a gate operation.
+pub type GateFuture<'a> = Pin<Box<dyn Future<Output = Result<(), GateError>> + Send + 'a>>;
+
+/// Permits for Kaizala calls.
+pub trait RateGate: Send + Sync {
+    /// Waits until one call fits under every quota in `quotas` (a connector's and its
+    /// tenant's), then takes a permit from each.
+    fn acquire<'a>(&'a self, quotas: &'a [Quota]) -> GateFuture<'a>;
+    /// Holds every caller of `key` back for `duration` (Kaizala answered 429).
+    fn pause<'a>(&'a self, key: &'a str, duration: Duration) -> GateFuture<'a>;
+}
