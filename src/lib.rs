@@ -17,4 +17,5 @@ pub mod ratelimit;
 pub mod readiness;
 pub mod shutdown;
 pub mod sim;
+pub mod store;
 pub mod telemetry;

@@ -14,4 +14,5 @@ mod service;
 mod shutdown;
 mod sim_dataverse;
 mod sim_kaizala;
+mod store;
 mod support;

@@ -1,0 +1,86 @@
+//! The bridge's durable state: correlations (idempotency key ↔ Kaizala action), event
+//! ids seen, delta links, learned credentials. One small contract, namespaced keys
+//! with optional expiry, on two backends: SQLite (one process, a file in the data
+//! directory) and Redis (shared by replicas).
+
+mod redis_store;
+mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+pub use redis_store::RedisStore;
+pub use sqlite::SqliteStore;
+
+/// The store could not be read or written; the operation can be retried.
+#[derive(Debug, thiserror::Error)]
+#[error("the state store failed: {0}")]
+pub struct StoreError(pub String);
+
+/// Boxed future of a store operation.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Namespaced keys with values and an optional expiry. Every write is durable
+/// (committed, or acknowledged by Redis) before its future completes.
+pub trait Store: Send + Sync {
+    /// The value of `key` in `namespace`, unless absent or expired.
+    fn get<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, Option<String>>;
+    /// Sets `key`, replacing any value; `ttl` makes it expire.
+    fn put<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: &'a str,
+        ttl: Option<Duration>,
+    ) -> StoreFuture<'a, ()>;
+    /// Sets `key` only if it is absent (or expired); true when it was set. Atomic, so
+    /// two callers (or replicas) cannot both succeed.
+    fn put_if_absent<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: &'a str,
+        ttl: Option<Duration>,
+    ) -> StoreFuture<'a, bool>;
+    /// Removes `key`.
+    fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, ()>;
+}
+
+/// Namespaces the bridge uses.
+pub mod namespaces {
+    /// Idempotency key → Kaizala action id (and state) of a sent action.
+    pub const CORRELATIONS: &str = "correlation";
+    /// Event ids (Kaizala `eventId`, polled response keys) already handed on.
+    pub const DEDUP: &str = "dedup";
+    /// Dataverse delta links per (source, entity set).
+    pub const DELTA_LINKS: &str = "delta";
+    /// Refresh tokens and endpoints Kaizala handed out per connector.
+    pub const CREDENTIALS: &str = "credentials";
+}
+
+/// Remembers event ids for a while so a repeat is handed on once, shared by every
+/// replica on Redis; a claim is released when handing on failed.
+pub struct DedupKeys<'a> {
+    store: &'a dyn Store,
+    ttl: Duration,
+}
+
+impl<'a> DedupKeys<'a> {
+    /// Ids remembered for `ttl`.
+    pub fn new(store: &'a dyn Store, ttl: Duration) -> Self {
+        Self { store, ttl }
+    }
+
+    /// True when `id` was not seen within the ttl; it is then claimed.
+    pub async fn claim(&self, id: &str) -> Result<bool, StoreError> {
+        self.store
+            .put_if_absent(namespaces::DEDUP, id, "1", Some(self.ttl))
+            .await
+    }
+
+    /// Gives a claim up so the next delivery is handed on.
+    pub async fn release(&self, id: &str) -> Result<(), StoreError> {
+        self.store.delete(namespaces::DEDUP, id).await
+    }
+}

@@ -1,0 +1,113 @@
+//! The store in Redis, shared by every replica: a key per entry, `{prefix}:{namespace}:{key}`,
+//! with Redis's own expiry. Run Redis with append-only persistence for durability.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use super::{Store, StoreError, StoreFuture};
+
+fn failed(error: redis::RedisError) -> StoreError {
+    StoreError(error.to_string())
+}
+
+/// A [`Store`] in Redis.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: ConnectionManager,
+    prefix: String,
+}
+
+impl RedisStore {
+    /// Connects to `url`; keys go under `prefix`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| StoreError(format!("the Redis URL is not valid: {e}")))?;
+        let connection = client.get_connection_manager().await.map_err(failed)?;
+        Ok(Self {
+            connection,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    fn key(&self, namespace: &str, key: &str) -> String {
+        format!("{}:{namespace}:{key}", self.prefix)
+    }
+
+    fn set(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+        ttl: Option<Duration>,
+        only_new: bool,
+    ) -> redis::Cmd {
+        let mut command = redis::cmd("SET");
+        command.arg(self.key(namespace, key)).arg(value);
+        if only_new {
+            command.arg("NX");
+        }
+        if let Some(ttl) = ttl {
+            command.arg("PX").arg(ttl.as_millis().max(1) as u64);
+        }
+        command
+    }
+}
+
+impl Store for RedisStore {
+    fn get<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            redis::cmd("GET")
+                .arg(self.key(namespace, key))
+                .query_async(&mut connection)
+                .await
+                .map_err(failed)
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: &'a str,
+        ttl: Option<Duration>,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            self.set(namespace, key, value, ttl, false)
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(failed)
+        })
+    }
+
+    fn put_if_absent<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: &'a str,
+        ttl: Option<Duration>,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let set: Option<String> = self
+                .set(namespace, key, value, ttl, true)
+                .query_async(&mut connection)
+                .await
+                .map_err(failed)?;
+            Ok(set.is_some())
+        })
+    }
+
+    fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            redis::cmd("DEL")
+                .arg(self.key(namespace, key))
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(failed)
+        })
+    }
+}

@@ -1,0 +1,154 @@
+//! The store in a SQLite file: one table of (namespace, key, value, expiry). WAL with
+//! `synchronous = NORMAL`, so a committed write survives a process crash.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::{Store, StoreError, StoreFuture};
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn expiry(ttl: Option<Duration>) -> Option<i64> {
+    ttl.map(|ttl| now_ms() + ttl.as_millis() as i64)
+}
+
+fn failed(error: sqlx::Error) -> StoreError {
+    StoreError(error.to_string())
+}
+
+/// A [`Store`] in a SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(failed)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(failed)?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS bridge_state (
+                namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires_at INTEGER,
+                PRIMARY KEY (namespace, key))",
+        )
+        .execute(&pool)
+        .await
+        .map_err(failed)?;
+        Ok(Self { pool })
+    }
+
+    /// Removes expired rows (Redis expires keys itself; here a periodic sweep keeps the
+    /// file from growing).
+    pub async fn purge_expired(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM bridge_state WHERE expires_at IS NOT NULL AND expires_at <= ?",
+        )
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(failed)?;
+        Ok(done.rows_affected())
+    }
+}
+
+impl Store for SqliteStore {
+    fn get<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let row: Option<(String,)> = sqlx::query_as(
+                "SELECT value FROM bridge_state WHERE namespace = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)",
+            )
+            .bind(namespace)
+            .bind(key)
+            .bind(now_ms())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed)?;
+            Ok(row.map(|(value,)| value))
+        })
+    }
+
+    fn put<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: &'a str,
+        ttl: Option<Duration>,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO bridge_state (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+            )
+            .bind(namespace)
+            .bind(key)
+            .bind(value)
+            .bind(expiry(ttl))
+            .execute(&self.pool)
+            .await
+            .map_err(failed)?;
+            Ok(())
+        })
+    }
+
+    fn put_if_absent<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: &'a str,
+        ttl: Option<Duration>,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            // One statement: insert, or take over a row that has expired; the UPDATE's
+            // WHERE makes a live row win, and rows_affected says who won.
+            let done = sqlx::query(
+                "INSERT INTO bridge_state (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+                 WHERE bridge_state.expires_at IS NOT NULL AND bridge_state.expires_at <= ?",
+            )
+            .bind(namespace)
+            .bind(key)
+            .bind(value)
+            .bind(expiry(ttl))
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(failed)?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM bridge_state WHERE namespace = ? AND key = ?")
+                .bind(namespace)
+                .bind(key)
+                .execute(&self.pool)
+                .await
+                .map_err(failed)?;
+            Ok(())
+        })
+    }
+}
