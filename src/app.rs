@@ -53,6 +53,9 @@ pub enum AppError {
     /// Webhook subscriptions cannot be managed with this configuration.
     #[error(transparent)]
     Subscriptions(crate::kaizala::subscriptions::SyncSetupError),
+    /// The durable store could not be opened.
+    #[error(transparent)]
+    Store(crate::store::StoreError),
     /// The HTTP server stopped with an error.
     #[error("the HTTP server failed: {0}")]
     Serve(io::Error),
@@ -106,21 +109,30 @@ impl Application {
         }
         let readiness = Arc::new(Readiness::for_config(config)?);
         telemetry::metrics();
-        let kaizala = components.kaizala_sink.map(|sink| {
-            let tokens = config
-                .tenants
-                .iter()
-                .filter_map(|t| {
-                    let token = t.callback_token.as_ref()?.expose().to_string();
-                    Some((t.id.clone(), SecretString::from(token)))
-                })
-                .collect();
-            Arc::new(Receiver::new(tokens, config.kaizala.dedup_ttl, sink))
-        });
+        // The durable store is opened when something needs it: the Kaizala receiver's
+        // event ids and the connectors' learned credentials.
+        let store = match components.kaizala_sink {
+            Some(_) => Some(crate::store::open(config).await.map_err(AppError::Store)?),
+            None => None,
+        };
+        let kaizala = components
+            .kaizala_sink
+            .zip(store.clone())
+            .map(|(sink, store)| {
+                let tokens = config
+                    .tenants
+                    .iter()
+                    .filter_map(|t| {
+                        let token = t.callback_token.as_ref()?.expose().to_string();
+                        Some((t.id.clone(), SecretString::from(token)))
+                    })
+                    .collect();
+                Arc::new(Receiver::new(tokens, store, config.kaizala.dedup_ttl, sink))
+            });
         // Registering webhooks only makes sense while something receives their events.
-        let reconciler = match (&kaizala, &config.server.public_url) {
-            (Some(_), Some(_)) => {
-                let managed = crate::kaizala::subscriptions::managed(config)
+        let reconciler = match (&store, &config.server.public_url) {
+            (Some(store), Some(_)) => {
+                let managed = crate::kaizala::subscriptions::managed(config, store.clone())
                     .map_err(AppError::Subscriptions)?;
                 Some((managed, config.kaizala.webhook_sync_interval))
             }

@@ -163,7 +163,7 @@ fn sim_kaizala(args: &KaizalaSimArgs) -> ExitCode {
 
 /// `auth pin|login`: onboarding a connector by PIN.
 fn auth(config: &Config, action: &AuthAction) -> ExitCode {
-    use kaizala_bridge::kaizala::{onboarding, FileCredentialStore};
+    use kaizala_bridge::kaizala::{onboarding, Credentials};
     let (AuthAction::Pin { connector, phone }
     | AuthAction::Login {
         connector, phone, ..
@@ -199,11 +199,15 @@ fn auth(config: &Config, action: &AuthAction) -> ExitCode {
                 println!("Kaizala sent a PIN to {phone}; now run: kaizala-bridge auth login --connector {key} --phone {phone} --pin PIN");
             }
             AuthAction::Login { pin, .. } => {
-                let store = FileCredentialStore::new(&config.kaizala.credentials_file);
-                let login = onboarding::login(&chosen.api_root, &chosen.application_id, phone, *pin, &store, &key).await?;
+                let store = kaizala_bridge::store::open(config).await.map_err(|e| kaizala_bridge::kaizala::KaizalaError::Credentials(e.to_string()))?;
+                let credentials = Credentials::new(store);
+                let login = onboarding::login(&chosen.api_root, &chosen.application_id, phone, *pin, &credentials, &key).await?;
+                let place = match config.queue.backend {
+                    kaizala_bridge::config::QueueBackend::Sqlite => config.queue.sqlite_path.display().to_string(),
+                    kaizala_bridge::config::QueueBackend::Redis => "the Redis of queue.redis_url".to_string(),
+                };
                 println!(
-                    "stored the refresh token of {key} in {} (it is used instead of the configured one; it expires at epoch ms {})",
-                    store.path().display(),
+                    "stored the refresh token of {key} in {place} (it is used instead of the configured one; it expires at epoch ms {})",
                     login.refresh_token_expiry
                 );
             }
@@ -222,23 +226,30 @@ fn auth(config: &Config, action: &AuthAction) -> ExitCode {
 /// `webhooks sync|list`: one pass over every connector of the configuration.
 fn webhooks(config: &Config, action: &WebhooksAction) -> ExitCode {
     use kaizala_bridge::kaizala::subscriptions::{self, SyncSetupError};
-    let managed = match subscriptions::managed(config) {
-        Ok(managed) => managed,
-        Err(error @ SyncSetupError::Client(_)) => {
-            eprintln!("kaizala-bridge: {error}");
-            return ExitCode::from(EXIT_RUNTIME);
-        }
-        Err(error) => {
-            eprintln!("kaizala-bridge: {error}");
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
     let runtime = match runtime(&config.log) {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let mut failed = false;
     runtime.block_on(async {
+        let store = match kaizala_bridge::store::open(config).await {
+            Ok(store) => store,
+            Err(error) => {
+                eprintln!("kaizala-bridge: {error}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+        };
+        let managed = match subscriptions::managed(config, store) {
+            Ok(managed) => managed,
+            Err(error @ SyncSetupError::Client(_)) => {
+                eprintln!("kaizala-bridge: {error}");
+                return ExitCode::from(EXIT_RUNTIME);
+            }
+            Err(error) => {
+                eprintln!("kaizala-bridge: {error}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        };
+        let mut failed = false;
         for m in &managed {
             let who = format!("{}/{}", m.tenant, m.connector);
             match action {
@@ -270,8 +281,8 @@ fn webhooks(config: &Config, action: &WebhooksAction) -> ExitCode {
                 }
             }
         }
-    });
-    ExitCode::from(if failed { EXIT_RUNTIME } else { EXIT_OK })
+        ExitCode::from(if failed { EXIT_RUNTIME } else { EXIT_OK })
+    })
 }
 
 async fn list_webhooks(

@@ -167,9 +167,6 @@ pub struct KaizalaConfig {
     /// How often `run` reconciles webhook subscriptions (while it receives webhooks).
     #[serde(with = "duration")]
     pub webhook_sync_interval: Duration,
-    /// File that keeps refresh tokens Kaizala rotated and endpoints it moved
-    /// connectors to; relative paths start at the working directory.
-    pub credentials_file: PathBuf,
 }
 
 /// `[[tenants]]`: one Kaizala tenant (organisation).

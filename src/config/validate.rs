@@ -37,9 +37,6 @@ pub fn validate(config: &mut Config, cx: &Context, problems: &mut Problems) {
             problems.push(key, "must be longer than 0s");
         }
     }
-    if config.kaizala.credentials_file.as_os_str().is_empty() {
-        problems.push("kaizala.credentials_file", "missing");
-    }
     unique(
         "tenants",
         Some("id"),

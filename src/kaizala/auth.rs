@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Mutex;
 
 use super::api::AccessTokenResponse;
-use super::credentials::{CredentialStore, Learned};
+use super::credentials::{Credentials, Learned};
 use super::error::KaizalaError;
 use crate::config::Secret;
 
@@ -64,7 +64,7 @@ struct State {
 pub struct TokenManager {
     http: reqwest::Client,
     credentials: ConnectorCredentials,
-    store: Arc<dyn CredentialStore>,
+    store: Credentials,
     clock: Arc<dyn Clock>,
     margin: Duration,
     state: Mutex<State>,
@@ -75,7 +75,7 @@ impl TokenManager {
     pub fn new(
         http: reqwest::Client,
         credentials: ConnectorCredentials,
-        store: Arc<dyn CredentialStore>,
+        store: Credentials,
         clock: Arc<dyn Clock>,
         margin: Duration,
     ) -> Self {
@@ -99,7 +99,7 @@ impl TokenManager {
     pub async fn lease(&self) -> Result<Lease, KaizalaError> {
         let mut state = self.state.lock().await;
         if state.learned.is_none() {
-            state.learned = Some(self.store.load(&self.credentials.key)?);
+            state.learned = Some(self.store.load(&self.credentials.key).await?);
         }
         let refresh_at = self.clock.now_ms() + self.margin.as_millis() as i64;
         let fresh = state
@@ -137,7 +137,7 @@ impl TokenManager {
         let mut state = self.state.lock().await;
         let mut learned = state.learned.clone().unwrap_or_default();
         learned.endpoint_url = Some(endpoint);
-        self.store.save(&self.credentials.key, &learned)?;
+        self.store.save(&self.credentials.key, &learned).await?;
         state.learned = Some(learned);
         Ok(())
     }
@@ -146,7 +146,7 @@ impl TokenManager {
     pub async fn endpoint(&self) -> Result<Option<String>, KaizalaError> {
         let mut state = self.state.lock().await;
         if state.learned.is_none() {
-            state.learned = Some(self.store.load(&self.credentials.key)?);
+            state.learned = Some(self.store.load(&self.credentials.key).await?);
         }
         Ok(state
             .learned
@@ -194,7 +194,7 @@ impl TokenManager {
             learned.refresh_token = Some(rotated);
             // Saved before use: the old token stops working within weeks, so losing
             // the new one would silently stop the connector.
-            self.store.save(&self.credentials.key, &learned)?;
+            self.store.save(&self.credentials.key, &learned).await?;
             tracing::info!(connector = %self.credentials.key, "Kaizala rotated the refresh token; saved it");
             state.learned = Some(learned);
         }

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::api::*;
 use super::auth::{Clock, ConnectorCredentials, SystemClock, TokenManager};
-use super::credentials::CredentialStore;
+use super::credentials::Credentials;
 use super::error::KaizalaError;
 use crate::ratelimit::{Quota, RateGate};
 
@@ -66,7 +66,7 @@ impl KaizalaClient {
     /// A client with the system clock.
     pub fn new(
         credentials: ConnectorCredentials,
-        store: Arc<dyn CredentialStore>,
+        store: Credentials,
         options: &ClientOptions,
     ) -> Result<Self, KaizalaError> {
         Self::with_clock(credentials, store, options, Arc::new(SystemClock))
@@ -75,7 +75,7 @@ impl KaizalaClient {
     /// A client whose token manager reads `clock`.
     pub fn with_clock(
         credentials: ConnectorCredentials,
-        store: Arc<dyn CredentialStore>,
+        store: Credentials,
         options: &ClientOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, KaizalaError> {

@@ -10,9 +10,8 @@ pub mod error;
 
 pub use auth::{Clock, ConnectorCredentials, SystemClock};
 pub use client::{ClientOptions, KaizalaClient};
-pub use credentials::{CredentialStore, FileCredentialStore, Learned};
+pub use credentials::{Credentials, Learned};
 pub use error::KaizalaError;
-pub mod dedup;
 pub mod events;
 pub mod onboarding;
 pub mod poll;

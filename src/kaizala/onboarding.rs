@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::credentials::{CredentialStore, Learned};
+use super::credentials::{Credentials, Learned};
 use super::error::KaizalaError;
 
 /// The answer of a login.
@@ -73,15 +73,15 @@ pub async fn login(
     application_id: &str,
     phone: &str,
     pin: u32,
-    store: &dyn CredentialStore,
+    store: &Credentials,
     key: &str,
 ) -> Result<Login, KaizalaError> {
     let body = json!({ "mobileNumber": phone, "applicationId": application_id, "pin": pin });
     let text = post(api_root, "loginWithPinAndApplicationId", body).await?;
     let login: Login = serde_json::from_str(&text)
         .map_err(|e| KaizalaError::Protocol(format!("login answer: {e}")))?;
-    let mut learned: Learned = store.load(key)?;
+    let mut learned: Learned = store.load(key).await?;
     learned.refresh_token = Some(login.refresh_token.clone());
-    store.save(key, &learned)?;
+    store.save(key, &learned).await?;
     Ok(login)
 }

@@ -4,6 +4,7 @@
 //! (`kaizala-bridge:{tenant}`); anyone else's webhooks are never touched.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use serde_json::json;
 
@@ -160,19 +161,20 @@ pub enum SyncSetupError {
 
 /// Every connector of `config` with the webhooks it manages. A group granted to
 /// several connectors of a tenant is managed by the first that lists it.
-pub fn managed(config: &crate::config::Config) -> Result<Vec<Managed>, SyncSetupError> {
-    use std::sync::Arc;
-
+pub fn managed(
+    config: &crate::config::Config,
+    store: Arc<dyn crate::store::Store>,
+) -> Result<Vec<Managed>, SyncSetupError> {
     use super::auth::ConnectorCredentials;
     use super::client::ClientOptions;
-    use super::credentials::FileCredentialStore;
+    use super::credentials::Credentials;
 
     let public_url = config
         .server
         .public_url
         .as_ref()
         .ok_or(SyncSetupError::NoPublicUrl)?;
-    let store = Arc::new(FileCredentialStore::new(&config.kaizala.credentials_file));
+    let credentials_store = Credentials::new(store);
     let options = ClientOptions {
         timeout: config.kaizala.request_timeout,
         refresh_margin: config.kaizala.token_refresh_margin,
@@ -216,7 +218,7 @@ pub fn managed(config: &crate::config::Config) -> Result<Vec<Managed>, SyncSetup
             managed.push(Managed {
                 tenant: tenant.id.clone(),
                 connector: connector.id.clone(),
-                client: KaizalaClient::new(credentials, store.clone(), &options)?,
+                client: KaizalaClient::new(credentials, credentials_store.clone(), &options)?,
                 desired: Desired {
                     tenant: tenant.id.clone(),
                     callback_url: url.to_string(),

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
-use super::dedup::Dedup;
 use super::events::{EventData, KaizalaEvent};
+use crate::store::{DedupKeys, Store};
 
 /// `kaizala_bridge_kaizala_webhook_events_total{tenant,type,outcome}`.
 pub const EVENTS_TOTAL: &str = "kaizala_bridge_kaizala_webhook_events_total";
@@ -57,10 +57,12 @@ pub enum Received {
     Duplicate,
 }
 
-/// The webhook receiver of every tenant.
+/// The webhook receiver of every tenant. Event ids are claimed in the durable store,
+/// so replicas share them and a restart does not forget them.
 pub struct Receiver {
     tokens: HashMap<String, SecretString>,
-    dedup: Dedup,
+    store: Arc<dyn Store>,
+    dedup_ttl: std::time::Duration,
     sink: Arc<dyn EventSink>,
 }
 
@@ -69,12 +71,14 @@ impl Receiver {
     /// `dedup_ttl`.
     pub fn new(
         tokens: HashMap<String, SecretString>,
+        store: Arc<dyn Store>,
         dedup_ttl: std::time::Duration,
         sink: Arc<dyn EventSink>,
     ) -> Self {
         Self {
             tokens,
-            dedup: Dedup::new(dedup_ttl),
+            store,
+            dedup_ttl,
             sink,
         }
     }
@@ -115,7 +119,12 @@ impl Receiver {
         event: KaizalaEvent,
     ) -> Result<Received, ReceiveError> {
         let kind = event.event_type.clone();
-        if !self.dedup.claim(&event.event_id) {
+        let dedup = DedupKeys::new(self.store.as_ref(), self.dedup_ttl);
+        let first = dedup.claim(&event.event_id).await.map_err(|e| {
+            self.count(tenant, &kind, "unavailable");
+            ReceiveError::Unavailable(SinkError(e.to_string()))
+        })?;
+        if !first {
             self.count(tenant, &kind, "duplicate");
             return Ok(Received::Duplicate);
         }
@@ -131,7 +140,9 @@ impl Receiver {
                 Ok(Received::Accepted)
             }
             Err(error) => {
-                self.dedup.release(&event_id);
+                // Released so Kaizala's retry is handed on; if even that fails, the
+                // claim expires with the ttl.
+                let _ = dedup.release(&event_id).await;
                 self.count(tenant, &kind, "unavailable");
                 Err(error.into())
             }

@@ -47,6 +47,26 @@ pub trait Store: Send + Sync {
     fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, ()>;
 }
 
+/// The store the configuration asks for: it follows the queue backend, in the same
+/// SQLite file (one file to back up) or the same Redis.
+pub async fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    use crate::config::QueueBackend;
+    Ok(match config.queue.backend {
+        QueueBackend::Sqlite => {
+            std::sync::Arc::new(SqliteStore::open(&config.queue.sqlite_path).await?)
+        }
+        QueueBackend::Redis => {
+            let url = config
+                .queue
+                .redis_url
+                .as_ref()
+                .map(|u| u.expose())
+                .unwrap_or_default();
+            std::sync::Arc::new(RedisStore::connect(url, "kaizala-bridge").await?)
+        }
+    })
+}
+
 /// Namespaces the bridge uses.
 pub mod namespaces {
     /// Idempotency key → Kaizala action id (and state) of a sent action.

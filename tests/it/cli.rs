@@ -347,13 +347,13 @@ async fn auth_pin_and_login_onboard_a_connector_and_say_where_the_token_went() {
     let sim = crate::support::kaizala::Sim::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bridge.toml");
-    let credentials = dir.path().join("state/kaizala-credentials.json");
+    let state = dir.path().join("state/bridge.sqlite");
     std::fs::write(
         &config,
         format!(
-            "[kaizala]\ncredentials_file = \"{}\"\n[[tenants]]\nid = \"contoso\"\n[[tenants.connectors]]\nid = \"one\"\n\
+            "[queue]\nsqlite_path = \"{}\"\n[[tenants]]\nid = \"contoso\"\n[[tenants.connectors]]\nid = \"one\"\n\
              application_id = \"app-1\"\napplication_secret = \"secret-1\"\nrefresh_token = \"rt-1\"\napi_root = \"{}\"\n",
-            credentials.display(),
+            state.display(),
             sim.sim.base_url()
         ),
     )
@@ -407,13 +407,18 @@ async fn auth_pin_and_login_onboard_a_connector_and_say_where_the_token_went() {
     assert!(
         stdout.contains(&format!(
             "stored the refresh token of contoso/one in {}",
-            credentials.display()
+            state.display()
         )),
         "{stdout}"
     );
-    let saved: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&credentials).unwrap()).unwrap();
-    let token = saved["contoso/one"]["refresh_token"].as_str().unwrap();
+    let store = kaizala_bridge::store::SqliteStore::open(&state)
+        .await
+        .unwrap();
+    let saved = kaizala_bridge::kaizala::Credentials::new(std::sync::Arc::new(store))
+        .load("contoso/one")
+        .await
+        .unwrap();
+    let token = saved.refresh_token.as_deref().unwrap();
     assert_eq!(
         sim.access_token_raw("app-1", "secret-1", token)
             .await

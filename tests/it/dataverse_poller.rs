@@ -7,11 +7,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use kaizala_bridge::config::Secret;
-use kaizala_bridge::crm::dataverse::poller::{
-    poll_once, Baseline, CrmEventSink, DeltaLinks, FileDeltaLinks, PollError, Watch,
-};
+use kaizala_bridge::crm::dataverse::poller::{poll_once, Baseline, CrmEventSink, PollError, Watch};
 use kaizala_bridge::crm::dataverse::{EntraCredentials, WebApi};
 use kaizala_bridge::model::{ChangeKind, CrmEvent};
+use kaizala_bridge::store::{SqliteStore, Store};
 use serde_json::json;
 
 use crate::support::dataverse::Dv;
@@ -88,7 +87,9 @@ fn watch(baseline: Baseline) -> Watch {
 async fn polls_find_new_changed_and_deleted_records_once_each() {
     let dv = Dv::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let links = FileDeltaLinks::new(dir.path().join("delta-links.json"));
+    let links = SqliteStore::open(&dir.path().join("state.sqlite"))
+        .await
+        .unwrap();
     let (api, sink, watch) = (api(&dv), Collect::default(), watch(Baseline::ExistingAsNew));
 
     let report = poll_once(&api, &links, &sink, &watch).await.unwrap();
@@ -99,7 +100,8 @@ async fn polls_find_new_changed_and_deleted_records_once_each() {
         "existing records count as new"
     );
     assert!(links
-        .load("d365/opportunities")
+        .get("delta", "d365/opportunities")
+        .await
         .unwrap()
         .unwrap()
         .contains("$deltatoken="));
@@ -148,7 +150,9 @@ async fn polls_find_new_changed_and_deleted_records_once_each() {
 async fn a_changes_only_baseline_sends_nothing_old() {
     let dv = Dv::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let links = FileDeltaLinks::new(dir.path().join("links.json"));
+    let links = SqliteStore::open(&dir.path().join("state.sqlite"))
+        .await
+        .unwrap();
     let (api, sink, watch) = (api(&dv), Collect::default(), watch(Baseline::ChangesOnly));
     assert_eq!(
         poll_once(&api, &links, &sink, &watch).await.unwrap().events,
@@ -166,10 +170,12 @@ async fn a_changes_only_baseline_sends_nothing_old() {
 async fn when_the_sink_fails_the_link_stays_and_the_next_poll_reads_the_same_changes() {
     let dv = Dv::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let links = FileDeltaLinks::new(dir.path().join("links.json"));
+    let links = SqliteStore::open(&dir.path().join("state.sqlite"))
+        .await
+        .unwrap();
     let (api, sink, watch) = (api(&dv), Collect::default(), watch(Baseline::ChangesOnly));
     poll_once(&api, &links, &sink, &watch).await.unwrap();
-    let saved = links.load("d365/opportunities").unwrap();
+    let saved = links.get("delta", "d365/opportunities").await.unwrap();
     let web = dv.api().await;
     web.create_opportunity(&json!({ "name": "One" })).await;
     web.create_opportunity(&json!({ "name": "Two" })).await;
@@ -178,7 +184,7 @@ async fn when_the_sink_fails_the_link_stays_and_the_next_poll_reads_the_same_cha
     let error = poll_once(&api, &links, &sink, &watch).await.unwrap_err();
     assert!(matches!(error, PollError::Sink(_)), "{error}");
     assert_eq!(
-        links.load("d365/opportunities").unwrap(),
+        links.get("delta", "d365/opportunities").await.unwrap(),
         saved,
         "the link was not advanced"
     );
@@ -198,7 +204,9 @@ async fn when_the_sink_fails_the_link_stays_and_the_next_poll_reads_the_same_cha
 async fn an_expired_delta_token_leads_to_a_fresh_baseline() {
     let dv = Dv::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let links = FileDeltaLinks::new(dir.path().join("links.json"));
+    let links = SqliteStore::open(&dir.path().join("state.sqlite"))
+        .await
+        .unwrap();
     let (api, sink, watch) = (api(&dv), Collect::default(), watch(Baseline::ExistingAsNew));
     poll_once(&api, &links, &sink, &watch).await.unwrap();
     sink.take();

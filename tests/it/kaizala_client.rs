@@ -9,9 +9,9 @@ use std::time::Duration;
 use kaizala_bridge::config::Secret;
 use kaizala_bridge::kaizala::api::*;
 use kaizala_bridge::kaizala::{
-    ClientOptions, Clock, ConnectorCredentials, CredentialStore, FileCredentialStore,
-    KaizalaClient, KaizalaError,
+    ClientOptions, Clock, ConnectorCredentials, Credentials, KaizalaClient, KaizalaError,
 };
+use kaizala_bridge::store::SqliteStore;
 use serde_json::json;
 
 use crate::support::kaizala::Sim;
@@ -31,22 +31,28 @@ impl Clock for TestClock {
 struct Fixture {
     sim: Sim,
     clock: Arc<TestClock>,
-    dir: tempfile::TempDir,
+    credentials: Credentials,
+    _dir: tempfile::TempDir,
 }
 
 impl Fixture {
     async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("state.sqlite"))
+            .await
+            .unwrap();
         Self {
             sim: Sim::start().await,
             clock: Arc::default(),
-            dir: tempfile::tempdir().unwrap(),
+            credentials: Credentials::new(Arc::new(store)),
+            _dir: dir,
         }
     }
 
-    fn store(&self) -> Arc<FileCredentialStore> {
-        Arc::new(FileCredentialStore::new(
-            self.dir.path().join("kaizala-credentials.json"),
-        ))
+    /// The durable store's credentials, shared by every client built here, as by a
+    /// process that restarts on the same data directory.
+    fn store(&self) -> Credentials {
+        self.credentials.clone()
     }
 
     /// A client of `app-N` as configured, on a store that survives "restarts".
@@ -220,6 +226,7 @@ async fn a_rotated_refresh_token_is_saved_and_used_after_a_restart() {
     let saved = f
         .store()
         .load("contoso/app-1")
+        .await
         .unwrap()
         .refresh_token
         .expect("the rotated token was saved");
@@ -254,6 +261,7 @@ async fn a_308_is_followed_and_the_new_endpoint_remembered_after_a_restart() {
     assert_eq!(
         f.store()
             .load("contoso/app-1")
+            .await
             .unwrap()
             .endpoint_url
             .as_deref(),

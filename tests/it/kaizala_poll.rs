@@ -9,9 +9,10 @@ use kaizala_bridge::config::Secret;
 use kaizala_bridge::kaizala::api::*;
 use kaizala_bridge::kaizala::poll::{poll_once, Outstanding};
 use kaizala_bridge::kaizala::{
-    ClientOptions, ConnectorCredentials, EventData, EventSink, FileCredentialStore, KaizalaClient,
+    ClientOptions, ConnectorCredentials, Credentials, EventData, EventSink, KaizalaClient,
     KaizalaEvent, Receiver, SinkError,
 };
+use kaizala_bridge::store::{SqliteStore, Store};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -41,13 +42,21 @@ async fn polling_finds_each_new_or_changed_response_once_and_stops_after_the_due
         refresh_token: Secret::new("rt-1"),
         api_root: sim.sim.base_url().parse().unwrap(),
     };
-    let store = Arc::new(FileCredentialStore::new(
-        dir.path().join("credentials.json"),
-    ));
-    let client = KaizalaClient::new(credentials, store, &ClientOptions::default()).unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&dir.path().join("state.sqlite"))
+            .await
+            .unwrap(),
+    );
+    let client = KaizalaClient::new(
+        credentials,
+        Credentials::new(store.clone()),
+        &ClientOptions::default(),
+    )
+    .unwrap();
     let (tx, mut events) = mpsc::unbounded_channel();
     let receiver = Receiver::new(
         Default::default(),
+        store,
         Duration::from_secs(3600),
         Arc::new(Channel(tx)),
     );

@@ -34,8 +34,6 @@ listen = "127.0.0.1:0"
 public_url = "http://127.0.0.1:1"
 [queue]
 sqlite_path = "{{data}}/queue.sqlite"
-[kaizala]
-credentials_file = "{{data}}/kaizala-credentials.json"
 [[tenants]]
 id = "contoso"
 callback_token = "cb-contoso"
@@ -75,7 +73,8 @@ async fn sync_creates_repairs_reenables_and_deletes_only_our_webhooks() {
     .await;
     config.server.public_url = Some(app.url("/").parse().unwrap());
     let sync = |config: kaizala_bridge::config::Config| async move {
-        let managed = subscriptions::managed(&config).unwrap();
+        let store = kaizala_bridge::store::open(&config).await.unwrap();
+        let managed = subscriptions::managed(&config, store).unwrap();
         assert_eq!(managed.len(), 1);
         subscriptions::reconcile(&managed[0].client, &managed[0].desired)
             .await
@@ -160,7 +159,8 @@ async fn sync_without_a_public_url_is_a_configuration_error() {
     let dir = ConfigDir::new(&config_toml(sim.sim.base_url(), r#"["g-sales"]"#));
     let mut config = dir.load();
     config.server.public_url = None;
-    let error = subscriptions::managed(&config).err().unwrap();
+    let store = kaizala_bridge::store::open(&config).await.unwrap();
+    let error = subscriptions::managed(&config, store).err().unwrap();
     assert_eq!(
         error.to_string(),
         "server.public_url: required to register webhooks (the address Kaizala calls)"

@@ -2,13 +2,9 @@
 //!
 //! The first poll takes a baseline (all rows, paged) and keeps its delta link; later
 //! polls read what changed since. Events are handed on first and the new delta link
-//! is saved only after, so a crash in between re-reads the same changes (which the
+//! is saved in the durable store only after, so a crash in between re-reads the same changes (which the
 //! idempotency keys make harmless) and never skips one. An expired delta token leads
 //! to a fresh baseline.
-
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Mutex;
 
 use reqwest::Method;
 use serde_json::{Map, Value};
@@ -17,71 +13,7 @@ use super::client::WebApi;
 use super::error::DataverseError;
 pub use crate::crm::CrmEventSink;
 use crate::model::{ChangeKind, CrmEvent, CrmRecordRef};
-
-/// Keeps the delta link of each (source, entity set).
-pub trait DeltaLinks: Send + Sync {
-    /// The saved link.
-    fn load(&self, key: &str) -> Result<Option<String>, DataverseError>;
-    /// Saves (or, with `None`, forgets) the link, durably, before returning.
-    fn save(&self, key: &str, link: Option<&str>) -> Result<(), DataverseError>;
-}
-
-/// Delta links in one JSON file, written atomically (until the durable store lands).
-pub struct FileDeltaLinks {
-    path: PathBuf,
-    lock: Mutex<()>,
-}
-
-impl FileDeltaLinks {
-    /// Links kept in `path`.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self {
-            path: path.into(),
-            lock: Mutex::new(()),
-        }
-    }
-
-    fn read(&self) -> Result<BTreeMap<String, String>, DataverseError> {
-        match std::fs::read_to_string(&self.path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map_err(|e| DataverseError::Protocol(format!("{}: {e}", self.path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(e) => Err(DataverseError::Protocol(format!(
-                "cannot read {}: {e}",
-                self.path.display()
-            ))),
-        }
-    }
-}
-
-impl DeltaLinks for FileDeltaLinks {
-    fn load(&self, key: &str) -> Result<Option<String>, DataverseError> {
-        let _guard = self.lock.lock().unwrap();
-        Ok(self.read()?.remove(key))
-    }
-
-    fn save(&self, key: &str, link: Option<&str>) -> Result<(), DataverseError> {
-        let _guard = self.lock.lock().unwrap();
-        let mut all = self.read()?;
-        match link {
-            Some(link) => all.insert(key.to_string(), link.to_string()),
-            None => all.remove(key),
-        };
-        let fail = |e: std::io::Error| {
-            DataverseError::Protocol(format!("cannot write {}: {e}", self.path.display()))
-        };
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(fail)?;
-        }
-        let temporary = self.path.with_extension("tmp");
-        std::fs::write(
-            &temporary,
-            serde_json::to_vec_pretty(&all).expect("plain data"),
-        )
-        .map_err(fail)?;
-        std::fs::rename(&temporary, &self.path).map_err(fail)
-    }
-}
+use crate::store::{namespaces, Store};
 
 /// What the first poll of a source does with the records that already exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,9 +57,12 @@ pub struct PollReport {
 /// Why a poll stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum PollError {
-    /// Dataverse could not be read, or the link could not be kept.
+    /// Dataverse could not be read.
     #[error(transparent)]
     Dataverse(#[from] DataverseError),
+    /// The delta link could not be read or kept.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// The sink refused an event; the delta link was not advanced.
     #[error("an event could not be handed on: {0}")]
     Sink(String),
@@ -136,20 +71,20 @@ pub enum PollError {
 /// Polls one entity set once.
 pub async fn poll_once(
     api: &WebApi,
-    links: &dyn DeltaLinks,
+    links: &dyn Store,
     sink: &dyn CrmEventSink,
     watch: &Watch,
 ) -> Result<PollReport, PollError> {
     metrics::counter!("kaizala_bridge_dataverse_delta_polls_total", "crm" => watch.crm.clone())
         .increment(1);
     let mut report = PollReport::default();
-    let saved = links.load(&watch.key())?;
+    let saved = links.get(namespaces::DELTA_LINKS, &watch.key()).await?;
     let (rows, next_link) = match saved {
         Some(link) => match read_all(api, &link).await {
             Ok(result) => result,
             Err(DataverseError::DeltaExpired) => {
                 tracing::warn!(crm = %watch.crm, entity_set = %watch.entity_set, "the delta token expired; taking a fresh baseline");
-                links.save(&watch.key(), None)?;
+                links.delete(namespaces::DELTA_LINKS, &watch.key()).await?;
                 report.expired = true;
                 return baseline(api, links, sink, watch, report).await;
             }
@@ -163,14 +98,16 @@ pub async fn poll_once(
             report.events += 1;
         }
     }
-    links.save(&watch.key(), Some(&next_link))?;
+    links
+        .put(namespaces::DELTA_LINKS, &watch.key(), &next_link, None)
+        .await?;
     count(watch, report.events);
     Ok(report)
 }
 
 async fn baseline(
     api: &WebApi,
-    links: &dyn DeltaLinks,
+    links: &dyn Store,
     sink: &dyn CrmEventSink,
     watch: &Watch,
     mut report: PollReport,
@@ -194,7 +131,9 @@ async fn baseline(
             }
         }
     }
-    links.save(&watch.key(), Some(&link))?;
+    links
+        .put(namespaces::DELTA_LINKS, &watch.key(), &link, None)
+        .await?;
     count(watch, report.events);
     Ok(report)
 }
