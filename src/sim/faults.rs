@@ -21,6 +21,10 @@ pub struct Faults {
     pub latency_ms: u64,
     /// Share of API calls that are never answered (until the emulator stops).
     pub hang_rate: f64,
+    /// Share of API calls that are carried out and then answered with an injected
+    /// 500, as when the answer is lost on its way back: the caller cannot tell
+    /// whether its call took effect.
+    pub lost_rate: f64,
     /// Share of webhook events delivered twice.
     pub duplicate_rate: f64,
     /// Share of webhook events held back and delivered after the next one.
@@ -36,6 +40,7 @@ impl Default for Faults {
             error_statuses: vec![500, 503],
             latency_ms: 0,
             hang_rate: 0.0,
+            lost_rate: 0.0,
             duplicate_rate: 0.0,
             reorder_rate: 0.0,
             seed: 0,
@@ -49,6 +54,7 @@ impl Faults {
         for (name, rate) in [
             ("error_rate", self.error_rate),
             ("hang_rate", self.hang_rate),
+            ("lost_rate", self.lost_rate),
             ("duplicate_rate", self.duplicate_rate),
             ("reorder_rate", self.reorder_rate),
         ] {
@@ -79,6 +85,8 @@ pub struct CallFault {
     pub hang: bool,
     /// Answer with this error instead.
     pub error: Option<StatusCode>,
+    /// Carry the call out, then answer 500 anyway.
+    pub lost: bool,
 }
 
 /// The faults in force and the random sources that apply them: one for API calls
@@ -119,7 +127,14 @@ impl FaultState {
             return CallFault {
                 latency,
                 hang: true,
-                error: None,
+                ..CallFault::default()
+            };
+        }
+        if self.faults.lost_rate > 0.0 && self.rng.random_bool(self.faults.lost_rate) {
+            return CallFault {
+                latency,
+                lost: true,
+                ..CallFault::default()
             };
         }
         let error = (self.faults.error_rate > 0.0 && self.rng.random_bool(self.faults.error_rate))
@@ -130,8 +145,8 @@ impl FaultState {
             });
         CallFault {
             latency,
-            hang: false,
             error,
+            ..CallFault::default()
         }
     }
 

@@ -285,6 +285,15 @@ async fn inject_faults(
     if fault.hang {
         shared.shutdown.cancelled().await;
     }
+    if fault.lost {
+        let _ = next.run(request).await;
+        return error::DvError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "0x80040216",
+            "An unexpected error occurred (fault injected by the emulator).",
+        )
+        .into_response();
+    }
     if let Some(status) = fault.error.or(fault
         .hang
         .then_some(axum::http::StatusCode::SERVICE_UNAVAILABLE))

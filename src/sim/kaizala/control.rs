@@ -48,6 +48,31 @@ pub async fn move_connector(
     Ok(Json(json!({ "endpointUrl": url })))
 }
 
+/// `POST /_sim/connectors/{app}/groups/{group}`: grants a connector an existing
+/// group, as a tenant administrator would in the Kaizala management portal.
+pub async fn grant_group(
+    State(shared): State<Arc<Shared>>,
+    Path((app, group)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let mut world = shared.world.lock().unwrap();
+    if !world.groups.contains_key(&group) {
+        return Err(ApiError::not_found(format!(
+            "group {group:?} does not exist"
+        )));
+    }
+    let connector = world
+        .connectors
+        .iter_mut()
+        .find(|c| c.application_id == app)
+        .ok_or_else(|| ApiError::not_found(format!("connector {app:?} does not exist")))?;
+    if !connector.groups.contains(&group) {
+        connector.groups.push(group.clone());
+    }
+    Ok(Json(
+        json!({ "applicationId": app, "groups": connector.groups }),
+    ))
+}
+
 /// `GET /_sim/faults`.
 pub async fn get_faults(State(shared): State<Arc<Shared>>) -> Json<Faults> {
     Json(shared.faults.lock().unwrap().faults().clone())

@@ -339,6 +339,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/_sim/clock/advance", post(control::advance_clock))
         .route("/_sim/connectors/{app}/move", post(control::move_connector))
         .route(
+            "/_sim/connectors/{app}/groups/{group}",
+            post(control::grant_group),
+        )
+        .route(
             "/_sim/faults",
             get(control::get_faults).post(control::set_faults),
         )
@@ -362,6 +366,10 @@ async fn inject_faults(
     }
     if let Some(status) = fault.error {
         return ApiError::injected(status).into_response();
+    }
+    if fault.lost {
+        let _ = next.run(request).await;
+        return ApiError::injected(axum::http::StatusCode::INTERNAL_SERVER_ERROR).into_response();
     }
     next.run(request).await
 }

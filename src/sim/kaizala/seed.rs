@@ -31,6 +31,21 @@ pub struct Seed {
     /// Conversation groups.
     #[serde(default)]
     pub groups: Vec<SeedGroup>,
+    /// The period the quotas count over (`rate_limit_per_minute` per this), e.g.
+    /// `"1s"`; Kaizala's is a minute. Tests and benchmarks shorten it, with the
+    /// bridge's `kaizala.quota_period`, to run a quota-bound backlog in seconds.
+    #[serde(default)]
+    pub quota_period: Option<String>,
+}
+
+impl Seed {
+    /// The quota period in milliseconds (a minute unless the seed says otherwise).
+    pub fn quota_period_ms(&self) -> i64 {
+        self.quota_period
+            .as_deref()
+            .and_then(|p| humantime::parse_duration(p).ok())
+            .map_or(60_000, |d| d.as_millis().max(1) as i64)
+    }
 }
 
 /// A tenant: an organisation whose connectors share one quota.
@@ -168,6 +183,13 @@ impl Seed {
         let groups: HashSet<&str> = self.groups.iter().map(|g| g.id.as_str()).collect();
         if groups.len() != self.groups.len() {
             problems.push("groups: group ids must be unique".to_string());
+        }
+        if let Some(period) = &self.quota_period {
+            match humantime::parse_duration(period) {
+                Ok(d) if d.as_millis() >= 1 => {}
+                Ok(_) => problems.push("quota_period: must be at least 1ms".to_string()),
+                Err(e) => problems.push(format!("quota_period: {e} (e.g. \"1m\" or \"1s\")")),
+            }
         }
         let mut apps = HashSet::new();
         for (t, tenant) in self.tenants.iter().enumerate() {

@@ -21,23 +21,43 @@ pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// A sliding one-minute window of calls, on the emulator's clock.
-#[derive(Debug, Default)]
+/// A sliding window of calls (a minute, as Kaizala's; a seed may shorten it), on the
+/// emulator's clock.
+#[derive(Debug)]
 pub struct Window {
     calls: VecDeque<i64>,
+    width_ms: i64,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Self::new(MINUTE_MS)
+    }
 }
 
 impl Window {
+    /// An empty window `width_ms` wide.
+    pub fn new(width_ms: i64) -> Self {
+        Self {
+            calls: VecDeque::new(),
+            width_ms: width_ms.max(1),
+        }
+    }
+
     /// Seconds until one more call fits under `limit`, or `None` when it fits now.
     pub fn wait(&mut self, now: i64, limit: u32) -> Option<u64> {
-        while self.calls.front().is_some_and(|&t| t <= now - MINUTE_MS) {
+        while self
+            .calls
+            .front()
+            .is_some_and(|&t| t <= now - self.width_ms)
+        {
             self.calls.pop_front();
         }
         if self.calls.len() < limit as usize {
             return None;
         }
         let oldest = *self.calls.front().expect("a full window has calls");
-        let ms = oldest + MINUTE_MS - now;
+        let ms = oldest + self.width_ms - now;
         Some(((ms + 999) / 1000).max(1) as u64)
     }
 
@@ -363,7 +383,7 @@ impl World {
             world.tenants.push(Tenant {
                 id: tenant.id.clone(),
                 rate_limit: tenant.rate_limit_per_minute,
-                window: Window::default(),
+                window: Window::new(seed.quota_period_ms()),
             });
             for connector in &tenant.connectors {
                 let endpoint = world.next_endpoint();
@@ -386,7 +406,7 @@ impl World {
                     endpoint,
                     refresh_tokens: HashMap::from([(connector.refresh_token.clone(), refresh)]),
                     pins: HashMap::new(),
-                    window: Window::default(),
+                    window: Window::new(seed.quota_period_ms()),
                     minutes: BTreeMap::new(),
                     tokens_issued: 0,
                 });
