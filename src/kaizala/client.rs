@@ -20,6 +20,9 @@ use crate::ratelimit::{Quota, RateGate};
 
 /// `kaizala_bridge_kaizala_calls_total{connector,endpoint,status}`.
 pub const CALLS_TOTAL: &str = "kaizala_bridge_kaizala_calls_total";
+/// `kaizala_bridge_kaizala_throttled_total{connector}`: 429 answers from Kaizala; the
+/// rate gate exists so that this stays at zero.
+pub const THROTTLED_TOTAL: &str = "kaizala_bridge_kaizala_throttled_total";
 
 /// Settings of a client.
 #[derive(Debug, Clone)]
@@ -138,12 +141,23 @@ impl KaizalaClient {
         group_id: &str,
         action: &Action,
     ) -> Result<PostedAction, KaizalaError> {
+        self.post_action_body(group_id, &action.request_body())
+            .await
+    }
+
+    /// Posts an action given as its request body (`actionType` and `actionBody`, as
+    /// [`Action::request_body`] makes it), e.g. one rendered by a rule and queued.
+    pub async fn post_action_body(
+        &self,
+        group_id: &str,
+        body: &Value,
+    ) -> Result<PostedAction, KaizalaError> {
         self.call(
             Method::POST,
             "actions.post",
             &["groups", group_id, "actions"],
             &[],
-            Some(&action.request_body()),
+            Some(body),
         )
         .await
     }
@@ -345,6 +359,10 @@ impl KaizalaClient {
                     let retry_after = retry_after(response.headers());
                     let text = response.text().await.unwrap_or_default();
                     let error = KaizalaError::from_status(status, retry_after, &text);
+                    if status == 429 {
+                        metrics::counter!(THROTTLED_TOTAL, "connector" => self.key.clone())
+                            .increment(1);
+                    }
                     if let (Some((gate, quotas)), Some(wait)) = (&self.gate, error.retry_after()) {
                         if let Some(connector) = quotas.first() {
                             // Every caller of this connector waits, not only this one.

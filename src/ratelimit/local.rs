@@ -1,4 +1,4 @@
-//! The gate of a single process, on governor's keyed limiters (one per quota size,
+//! The gate of a single process, on governor's keyed limiters (one per call spacing,
 //! since a keyed limiter has one quota for all its keys).
 
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use super::{GateFuture, Quota, RateGate, WAIT_SECONDS};
 /// A process-local [`RateGate`].
 #[derive(Default)]
 pub struct LocalGate {
-    limiters: Mutex<HashMap<u32, Arc<DefaultKeyedRateLimiter<String>>>>,
+    limiters: Mutex<HashMap<Duration, Arc<DefaultKeyedRateLimiter<String>>>>,
     paused: Mutex<HashMap<String, Instant>>,
 }
 
@@ -23,12 +23,11 @@ impl LocalGate {
         Self::default()
     }
 
-    fn limiter(&self, per_minute: u32) -> Arc<DefaultKeyedRateLimiter<String>> {
+    fn limiter(&self, interval: Duration) -> Arc<DefaultKeyedRateLimiter<String>> {
         let mut limiters = self.limiters.lock().unwrap();
         limiters
-            .entry(per_minute)
+            .entry(interval)
             .or_insert_with(|| {
-                let interval = Duration::from_secs(60) / per_minute.max(1);
                 let quota = governor::Quota::with_period(interval)
                     .expect("a non-zero interval")
                     .allow_burst(NonZeroU32::MIN);
@@ -55,7 +54,7 @@ impl RateGate for LocalGate {
                 }
                 // Taking the connector's permit before waiting for the tenant's can only
                 // leave capacity unused, never exceed a quota.
-                self.limiter(quota.per_minute)
+                self.limiter(quota.interval())
                     .until_key_ready(&quota.key)
                     .await;
             }

@@ -24,35 +24,41 @@ pub use redis_gate::RedisGate;
 /// `kaizala_bridge_rate_gate_wait_seconds{key}`: time spent waiting for permits.
 pub const WAIT_SECONDS: &str = "kaizala_bridge_rate_gate_wait_seconds";
 
-/// A quota: a key and its calls per minute.
+/// A quota: a key and the calls it allows per period (Kaizala's period is a minute).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Quota {
     /// `connector:{tenant}/{connector}` or `tenant:{tenant}`.
     pub key: String,
-    /// Calls per minute.
-    pub per_minute: u32,
+    /// Calls per period.
+    pub calls: u32,
+    /// The period.
+    pub period: Duration,
 }
 
 impl Quota {
     /// The quota of a connector.
-    pub fn connector(tenant: &str, connector: &str, per_minute: u32) -> Self {
+    pub fn connector(tenant: &str, connector: &str, calls: u32, period: Duration) -> Self {
         Self {
             key: format!("connector:{tenant}/{connector}"),
-            per_minute,
+            calls,
+            period,
         }
     }
 
     /// The quota of a tenant.
-    pub fn tenant(tenant: &str, per_minute: u32) -> Self {
+    pub fn tenant(tenant: &str, calls: u32, period: Duration) -> Self {
         Self {
             key: format!("tenant:{tenant}"),
-            per_minute,
+            calls,
+            period,
         }
     }
 
-    /// The spacing between two calls.
+    /// The spacing between two calls, rounded up to whole microseconds so that
+    /// rounding can only ever leave a little of the quota unused.
     pub fn interval(&self) -> Duration {
-        Duration::from_secs(60) / self.per_minute.max(1)
+        let nanos = self.period.as_nanos() / u128::from(self.calls.max(1));
+        Duration::from_micros(nanos.div_ceil(1000).max(1) as u64)
     }
 }
 

@@ -11,14 +11,15 @@ use redis::Script;
 use super::{GateError, GateFuture, Quota, RateGate, WAIT_SECONDS};
 
 /// KEYS: for each quota its TAT key then its pause key. ARGV: each quota's interval in
-/// ms. Returns 0 when the permits were taken, else the milliseconds to wait.
+/// microseconds (a millisecond is too coarse for short test periods). Returns 0 when
+/// the permits were taken, else the microseconds to wait.
 const SCRIPT: &str = r#"
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local wait = 0
 local n = #ARGV
 for i = 1, n do
-  local pause = redis.call('PTTL', KEYS[2 * i])
+  local pause = redis.call('PTTL', KEYS[2 * i]) * 1000
   if pause > wait then wait = pause end
   local tat = tonumber(redis.call('GET', KEYS[2 * i - 1]) or now)
   if tat > now and tat - now > wait then wait = tat - now end
@@ -28,7 +29,7 @@ for i = 1, n do
   local interval = tonumber(ARGV[i])
   local tat = tonumber(redis.call('GET', KEYS[2 * i - 1]) or now)
   if tat < now then tat = now end
-  redis.call('SET', KEYS[2 * i - 1], tat + interval, 'PX', interval + 60000)
+  redis.call('SET', KEYS[2 * i - 1], string.format('%.0f', tat + interval), 'PX', math.ceil(interval / 1000) + 60000)
 end
 return 0
 "#;
@@ -75,7 +76,7 @@ impl RateGate for RedisGate {
                     invocation
                         .key(self.tat_key(&quota.key))
                         .key(self.pause_key(&quota.key));
-                    invocation.arg(quota.interval().as_millis().max(1) as u64);
+                    invocation.arg(quota.interval().as_micros().max(1) as u64);
                 }
                 let mut connection = self.connection.clone();
                 let wait: u64 = invocation
@@ -85,7 +86,7 @@ impl RateGate for RedisGate {
                 if wait == 0 {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(wait)).await;
+                tokio::time::sleep(Duration::from_micros(wait)).await;
             }
             if let Some(first) = quotas.first() {
                 metrics::histogram!(WAIT_SECONDS, "key" => first.key.clone())

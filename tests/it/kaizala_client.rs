@@ -533,8 +533,8 @@ async fn every_call_passes_the_gate_and_a_429_pauses_the_connector_for_everyone(
     let f = Fixture::new().await;
     let gate = Arc::new(RecordingGate::default());
     let quotas = vec![
-        Quota::connector("contoso", "app-1", 100),
-        Quota::tenant("contoso", 300),
+        Quota::connector("contoso", "app-1", 100, Duration::from_secs(60)),
+        Quota::tenant("contoso", 300, Duration::from_secs(60)),
     ];
     let client = f.client(1).with_gate(gate.clone(), quotas);
     for _ in 0..100 {

@@ -16,7 +16,8 @@ use crate::support::redis::RedisServer;
 fn fast(key: &str) -> Quota {
     Quota {
         key: key.into(),
-        per_minute: 6000,
+        calls: 6000,
+        period: Duration::from_secs(60),
     }
 }
 
@@ -43,7 +44,8 @@ async fn a_tenant_quota_holds_all_its_connectors() {
     let gate = Arc::new(LocalGate::new());
     let tenant = Quota {
         key: "tenant:c".into(),
-        per_minute: 3000,
+        calls: 3000,
+        period: Duration::from_secs(60),
     }; // 20 ms
     let started = Instant::now();
     let a = {
