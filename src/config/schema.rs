@@ -129,8 +129,12 @@ pub struct QueueConfig {
     pub sqlite_path: PathBuf,
     /// Redis URL (backend `redis`); a secret because it may carry a password.
     pub redis_url: Option<Secret>,
-    /// Jobs one process works on at the same time.
+    /// Jobs of each type one process works on at the same time.
     pub concurrency: u32,
+    /// `SendAction` jobs at the same time, instead of `concurrency`.
+    pub send_action_concurrency: Option<u32>,
+    /// `RecordResponse` jobs at the same time, instead of `concurrency`.
+    pub record_response_concurrency: Option<u32>,
     /// Attempts before a job goes to the dead letters.
     pub max_attempts: u32,
     /// Delay before the first retry; it doubles with each attempt, with jitter.
@@ -139,6 +143,25 @@ pub struct QueueConfig {
     /// Longest delay between two attempts.
     #[serde(with = "duration")]
     pub backoff_max: Duration,
+    /// Longest time one attempt may take; a longer one is cut off and retried.
+    #[serde(with = "duration")]
+    pub attempt_timeout: Duration,
+    /// How often an idle worker looks for ready jobs.
+    #[serde(with = "duration")]
+    pub poll_interval: Duration,
+    /// How often a worker tells the backend it is alive; the jobs of a worker silent
+    /// for two of these are taken again by another.
+    #[serde(with = "duration")]
+    pub heartbeat: Duration,
+    /// How often finished jobs are removed from the backend.
+    #[serde(with = "duration")]
+    pub vacuum_interval: Duration,
+    /// How long finished jobs stay before they are removed.
+    #[serde(with = "duration")]
+    pub keep_finished: Duration,
+    /// `/readyz` fails when ready jobs wait this long while no job finishes.
+    #[serde(with = "duration")]
+    pub stall_after: Duration,
 }
 
 keyword_enum! {
@@ -167,6 +190,10 @@ pub struct KaizalaConfig {
     /// How often `run` reconciles webhook subscriptions (while it receives webhooks).
     #[serde(with = "duration")]
     pub webhook_sync_interval: Duration,
+    /// The period Kaizala's quotas count over: one minute. Only tests and benchmarks,
+    /// against the emulator with the same setting, shorten it.
+    #[serde(with = "duration")]
+    pub quota_period: Duration,
 }
 
 /// `[[tenants]]`: one Kaizala tenant (organisation).

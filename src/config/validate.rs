@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::time::Duration;
 
 use url::Url;
 
@@ -32,6 +33,7 @@ pub fn validate(config: &mut Config, cx: &Context, problems: &mut Problems) {
             "kaizala.webhook_sync_interval",
             config.kaizala.webhook_sync_interval,
         ),
+        ("kaizala.quota_period", config.kaizala.quota_period),
     ] {
         if value.is_zero() {
             problems.push(key, "must be longer than 0s");
@@ -103,6 +105,37 @@ fn queue(queue: &mut QueueConfig, cx: &Context, problems: &mut Problems) {
         );
     }
     at_least_one("queue.concurrency", queue.concurrency, problems);
+    for (key, value) in [
+        (
+            "queue.send_action_concurrency",
+            queue.send_action_concurrency,
+        ),
+        (
+            "queue.record_response_concurrency",
+            queue.record_response_concurrency,
+        ),
+    ] {
+        if let Some(value) = value {
+            at_least_one(key, value, problems);
+        }
+    }
+    for (key, value) in [
+        ("queue.attempt_timeout", queue.attempt_timeout),
+        ("queue.poll_interval", queue.poll_interval),
+        ("queue.heartbeat", queue.heartbeat),
+        ("queue.vacuum_interval", queue.vacuum_interval),
+        ("queue.stall_after", queue.stall_after),
+    ] {
+        if value.is_zero() {
+            problems.push(key, "must be longer than 0s");
+        }
+    }
+    if !queue.heartbeat.is_zero() && queue.heartbeat < Duration::from_secs(1) {
+        problems.push(
+            "queue.heartbeat",
+            "must be at least 1s (the backends count it in whole seconds)",
+        );
+    }
     at_least_one("queue.max_attempts", queue.max_attempts, problems);
     if queue.backoff_initial.is_zero() {
         problems.push("queue.backoff_initial", "must be longer than 0s");

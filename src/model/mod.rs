@@ -62,3 +62,42 @@ pub struct Activity {
     /// the same activity, so writing it twice leaves one.
     pub source_key: String,
 }
+
+/// One answered question of a response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnsweredQuestion {
+    /// The question.
+    pub question: String,
+    /// The answer, as text (options joined with ", ").
+    pub answer: String,
+}
+
+/// Someone answered an action, as a webhook or a poll reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseEvent {
+    /// The action answered.
+    pub action_id: String,
+    /// Its group.
+    pub group_id: String,
+    /// The response (stable across updates by the same person).
+    pub response_id: String,
+    /// The responder's phone (empty when anonymous).
+    pub responder: String,
+    /// The responder's name.
+    pub responder_name: String,
+    /// Whether this changes an earlier answer.
+    pub is_update: bool,
+    /// The visible questions and their answers.
+    pub answers: Vec<AnsweredQuestion>,
+}
+
+impl ResponseEvent {
+    /// What makes the activity of this answer unique: the response id and what it
+    /// says, so a repeated delivery maps to the same activity and a changed answer to
+    /// a new one.
+    pub fn source_key(&self) -> String {
+        let content = serde_json::to_vec(&self.answers).expect("plain data serializes");
+        let digest = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, &content);
+        format!("{}#{}", self.response_id, digest.simple())
+    }
+}

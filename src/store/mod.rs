@@ -45,6 +45,9 @@ pub trait Store: Send + Sync {
     ) -> StoreFuture<'a, bool>;
     /// Removes `key`.
     fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, ()>;
+    /// Every live key of `namespace` with its value, ordered by key. For small
+    /// namespaces an operator lists (dead letters), not for the large ones.
+    fn list<'a>(&'a self, namespace: &'a str) -> StoreFuture<'a, Vec<(String, String)>>;
 }
 
 /// The store the configuration asks for: it follows the queue backend, in the same
@@ -77,6 +80,10 @@ pub mod namespaces {
     pub const DELTA_LINKS: &str = "delta";
     /// Refresh tokens and endpoints Kaizala handed out per connector.
     pub const CREDENTIALS: &str = "credentials";
+    /// Jobs that failed for good, by job id.
+    pub const DEAD_LETTERS: &str = "dead-letter";
+    /// Kaizala action id → what the action was sent for.
+    pub const ACTIONS: &str = "action";
 }
 
 /// Remembers event ids for a while so a repeat is handed on once, shared by every

@@ -110,4 +110,60 @@ impl Store for RedisStore {
                 .map_err(failed)
         })
     }
+
+    fn list<'a>(&'a self, namespace: &'a str) -> StoreFuture<'a, Vec<(String, String)>> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let prefix = self.key(namespace, "");
+            let pattern = format!("{}*", redis_glob_escape(&prefix));
+            let mut keys: Vec<String> = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(failed)?;
+                keys.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+            keys.sort();
+            keys.dedup();
+            let mut entries = Vec::with_capacity(keys.len());
+            for chunk in keys.chunks(200) {
+                let values: Vec<Option<String>> = redis::cmd("MGET")
+                    .arg(chunk)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(failed)?;
+                // A key that expired between SCAN and MGET is simply gone.
+                entries.extend(
+                    chunk
+                        .iter()
+                        .zip(values)
+                        .filter_map(|(key, value)| Some((key[prefix.len()..].to_string(), value?))),
+                );
+            }
+            Ok(entries)
+        })
+    }
+}
+
+/// Escapes the characters SCAN's MATCH treats as a pattern.
+fn redis_glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }

@@ -1,5 +1,6 @@
 //! The store in a SQLite file: one table of (namespace, key, value, expiry). WAL with
-//! `synchronous = NORMAL`, so a committed write survives a process crash.
+//! `synchronous = FULL`, so a committed write (a correlation recorded before a survey
+//! is posted) survives a power cut, not only a process crash.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -42,7 +43,7 @@ impl SqliteStore {
             .map_err(failed)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -149,6 +150,19 @@ impl Store for SqliteStore {
                 .await
                 .map_err(failed)?;
             Ok(())
+        })
+    }
+
+    fn list<'a>(&'a self, namespace: &'a str) -> StoreFuture<'a, Vec<(String, String)>> {
+        Box::pin(async move {
+            sqlx::query_as(
+                "SELECT key, value FROM bridge_state WHERE namespace = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY key",
+            )
+            .bind(namespace)
+            .bind(now_ms())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed)
         })
     }
 }

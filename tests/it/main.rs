@@ -8,6 +8,7 @@ mod kaizala_client;
 mod kaizala_poll;
 mod kaizala_subscriptions;
 mod kaizala_webhook;
+mod queue;
 mod rate_gate;
 mod readiness;
 mod service;

@@ -1,0 +1,85 @@
+//! The two jobs and their handlers, where the Kaizala side and the CRM side meet:
+//! `SendAction` posts a rendered action once, `RecordResponse` writes an answer into
+//! the CRM once. Both are idempotent, so the queue's at-least-once delivery adds up to
+//! exactly-once effects (DESIGN.md, Delivery guarantees).
+
+pub mod correlation;
+pub mod record_response;
+pub mod send_action;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ActivityKind, CrmRecordRef, ResponseEvent};
+use crate::queue::{Job, JobError, JobKind};
+
+pub use correlation::{Correlation, Correlations, PostState};
+pub use record_response::RecordResponseHandler;
+pub use send_action::SendActionHandler;
+
+/// Post an action to a Kaizala group for a CRM record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendAction {
+    /// The rule that produced it.
+    pub rule: String,
+    /// Kaizala tenant.
+    pub tenant: String,
+    /// Connector within the tenant.
+    pub connector: String,
+    /// The group to post to.
+    pub group: String,
+    /// The rendered request body (`actionType`, `actionBody`).
+    pub action: serde_json::Value,
+    /// Unique per (rule, record, event): the survey carries it in an invisible
+    /// question and the correlation store is keyed by it.
+    pub idempotency_key: String,
+    /// The CRM record it is about.
+    pub record: CrmRecordRef,
+    /// What each answer becomes in the CRM.
+    pub activity: ActivityKind,
+}
+
+impl Job for SendAction {
+    const KIND: JobKind = JobKind::SendAction;
+}
+
+/// Write an answer into the CRM.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordResponse {
+    /// Kaizala tenant whose webhook or poll reported it.
+    pub tenant: String,
+    /// The answer.
+    pub response: ResponseEvent,
+}
+
+impl Job for RecordResponse {
+    const KIND: JobKind = JobKind::RecordResponse;
+}
+
+/// A Kaizala error as the queue sees it.
+pub(crate) fn kaizala_failure(error: crate::kaizala::KaizalaError) -> JobError {
+    if error.is_retryable() {
+        JobError::Retry {
+            after: error.retry_after(),
+            reason: error.to_string(),
+        }
+    } else {
+        JobError::Permanent(error.to_string())
+    }
+}
+
+/// A CRM error as the queue sees it.
+pub(crate) fn crm_failure(error: crate::crm::CrmError) -> JobError {
+    match error {
+        crate::crm::CrmError::Throttled { retry_after } => JobError::Retry {
+            reason: error.to_string(),
+            after: Some(retry_after),
+        },
+        crate::crm::CrmError::Retryable(reason) => JobError::retry(reason),
+        crate::crm::CrmError::Permanent(reason) => JobError::Permanent(reason),
+    }
+}
+
+/// A store error: the state store is unreachable, which passes.
+pub(crate) fn store_failure(error: crate::store::StoreError) -> JobError {
+    JobError::retry(error.to_string())
+}

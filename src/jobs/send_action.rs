@@ -1,0 +1,188 @@
+//! Posting an action exactly once.
+//!
+//! Before the POST the correlation store records that a post of the idempotency key
+//! is under way; after it, which action it became. An attempt that finds a post under
+//! way (the earlier one timed out, or its process died) first looks for the key among
+//! the group's recent actions, where the survey carries it in an invisible question,
+//! and only posts when it is not there.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::{kaizala_failure, store_failure, Correlation, Correlations, PostState, SendAction};
+use crate::kaizala::KaizalaClient;
+use crate::queue::{now_ms, Handler, HandlerFuture, JobError};
+
+/// The title of the invisible question that carries an idempotency key.
+pub fn key_marker(key: &str) -> String {
+    format!("kaizala-bridge:{key}")
+}
+
+/// How far before the first POST the search for an uncertain post starts (clocks
+/// of Kaizala and the bridge differ a little).
+const SEARCH_SLACK_MS: i64 = 5 * 60 * 1000;
+
+/// `kaizala_bridge_actions_total{outcome}`: actions posted, found after an uncertain
+/// outcome, or found already sent.
+pub const ACTIONS_TOTAL: &str = "kaizala_bridge_actions_total";
+
+/// Handles `SendAction` jobs.
+pub struct SendActionHandler {
+    clients: HashMap<String, Arc<KaizalaClient>>,
+    correlations: Correlations,
+}
+
+impl SendActionHandler {
+    /// A handler posting through `clients` (keyed `tenant/connector`).
+    pub fn new(clients: HashMap<String, Arc<KaizalaClient>>, correlations: Correlations) -> Self {
+        Self {
+            clients,
+            correlations,
+        }
+    }
+
+    async fn send(&self, job: &SendAction) -> Result<(), JobError> {
+        let key = &job.idempotency_key;
+        let client_key = format!("{}/{}", job.tenant, job.connector);
+        let client = self.clients.get(&client_key).ok_or_else(|| {
+            JobError::Permanent(format!(
+                "connector {client_key} is not configured (tenants[].connectors[])"
+            ))
+        })?;
+        let body = with_marker(&job.action, key)?;
+        let title = body["actionBody"]["title"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let correlation = Correlation {
+            key: key.clone(),
+            rule: job.rule.clone(),
+            tenant: job.tenant.clone(),
+            connector: job.connector.clone(),
+            group: job.group.clone(),
+            title: title.clone(),
+            record: job.record.clone(),
+            activity: job.activity,
+        };
+        match self.correlations.state(key).await.map_err(store_failure)? {
+            Some(PostState::Sent { .. }) => {
+                metrics::counter!(ACTIONS_TOTAL, "outcome" => "already_sent").increment(1);
+                return Ok(());
+            }
+            Some(PostState::Posting { started_ms }) => {
+                if let Some(action_id) = self.find(client, job, &body, &title, started_ms).await? {
+                    tracing::info!(%key, %action_id, "an earlier attempt had posted the action");
+                    self.correlations
+                        .sent(&action_id, &correlation)
+                        .await
+                        .map_err(store_failure)?;
+                    metrics::counter!(ACTIONS_TOTAL, "outcome" => "found").increment(1);
+                    return Ok(());
+                }
+            }
+            None => {
+                let started_ms = now_ms();
+                self.correlations
+                    .set_state(key, &PostState::Posting { started_ms })
+                    .await
+                    .map_err(store_failure)?;
+            }
+        }
+        let posted = client
+            .post_action_body(&job.group, &body)
+            .await
+            .map_err(kaizala_failure)?;
+        self.correlations
+            .sent(&posted.action_id, &correlation)
+            .await
+            .map_err(store_failure)?;
+        metrics::counter!(ACTIONS_TOTAL, "outcome" => "posted").increment(1);
+        tracing::info!(%key, action_id = %posted.action_id, group = %job.group, "action posted");
+        Ok(())
+    }
+
+    /// The action an earlier attempt posted for `job`, if it did: among the group's
+    /// actions of the type since the first attempt, one with the same title whose
+    /// invisible question carries the key.
+    async fn find(
+        &self,
+        client: &KaizalaClient,
+        job: &SendAction,
+        body: &Value,
+        title: &str,
+        started_ms: i64,
+    ) -> Result<Option<String>, JobError> {
+        let action_type = body["actionType"].as_str().unwrap_or("Survey");
+        let listed = client
+            .list_actions(
+                &job.group,
+                action_type,
+                Some(started_ms - SEARCH_SLACK_MS),
+                Some(200),
+            )
+            .await
+            .map_err(kaizala_failure)?;
+        let marker = key_marker(&job.idempotency_key);
+        for summary in listed.actions {
+            let Some(action_id) = summary.action_id() else {
+                continue;
+            };
+            let listed_title = summary.action_body.get("title").and_then(Value::as_str);
+            if listed_title.is_some_and(|t| t != title) {
+                continue;
+            }
+            let details = client
+                .action_details(&job.group, action_id)
+                .await
+                .map_err(kaizala_failure)?;
+            if details
+                .action_details
+                .questions
+                .iter()
+                .any(|q| q.is_invisible && q.title == marker)
+            {
+                return Ok(Some(action_id.to_string()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The body with the key's invisible question added (surveys carry questions; for
+/// other action types the body is posted as it is).
+fn with_marker(action: &Value, key: &str) -> Result<Value, JobError> {
+    let mut body = action.clone();
+    if !body.get("actionBody").is_some_and(Value::is_object) {
+        return Err(JobError::Permanent(
+            "action: the body has no actionBody object".into(),
+        ));
+    }
+    let is_survey = body["actionType"]
+        .as_str()
+        .is_some_and(|t| t.eq_ignore_ascii_case("survey"));
+    if is_survey {
+        let marker = key_marker(key);
+        let questions = body["actionBody"]
+            .as_object_mut()
+            .expect("checked above")
+            .entry("questions")
+            .or_insert_with(|| json!([]));
+        let Some(questions) = questions.as_array_mut() else {
+            return Err(JobError::Permanent(
+                "action: actionBody.questions is not a list".into(),
+            ));
+        };
+        if !questions.iter().any(|q| q["title"] == marker.as_str()) {
+            questions.push(json!({ "title": marker, "type": "Text", "isInvisible": true }));
+        }
+    }
+    Ok(body)
+}
+
+impl Handler<SendAction> for SendActionHandler {
+    fn handle<'a>(&'a self, job: &'a SendAction, _attempt: u32) -> HandlerFuture<'a> {
+        Box::pin(self.send(job))
+    }
+}

@@ -1,0 +1,408 @@
+//! The job queue: apalis 1.x on SQLite (embedded, the default) or Redis (shared by
+//! replicas) behind one face. Receivers push jobs and answer their sender only after
+//! the push is durable; workers run them with our own retry budget, backoff and dead
+//! letters (see `worker.rs` for why apalis's retries are not used).
+
+mod backoff;
+mod dead_letters;
+mod job;
+mod redis;
+mod sqlite;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis_redis::RedisStorage;
+use apalis_sqlite::SqliteStorage;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+pub use self::redis::RedisBackend;
+pub use backoff::Backoff;
+pub use dead_letters::{DeadLetter, DeadLetters};
+pub use job::{now_ms, Envelope, Handler, HandlerFuture, Job, JobError, JobKind};
+pub use sqlite::SqliteBackend;
+
+use crate::config::{Config, QueueBackend, QueueConfig};
+use crate::store::Store;
+
+/// `kaizala_bridge_jobs_total{queue,outcome}`: attempts by how they ended (`done`,
+/// `retried`, `dead_lettered`).
+pub const JOBS_TOTAL: &str = "kaizala_bridge_jobs_total";
+/// `kaizala_bridge_job_duration_seconds{queue}`: time per attempt.
+pub const JOB_SECONDS: &str = "kaizala_bridge_job_duration_seconds";
+/// `kaizala_bridge_queue_jobs{queue,state}`: jobs waiting, `ready` or `scheduled`.
+pub const QUEUE_JOBS: &str = "kaizala_bridge_queue_jobs";
+/// `kaizala_bridge_queue_oldest_ready_age_seconds{queue}`: how long the oldest ready
+/// job has waited to start.
+pub const OLDEST_READY_SECONDS: &str = "kaizala_bridge_queue_oldest_ready_age_seconds";
+/// `kaizala_bridge_dead_letters`: jobs in the dead letters.
+pub const DEAD_LETTERS: &str = "kaizala_bridge_dead_letters";
+/// `kaizala_bridge_queue_worker_restarts_total{queue}`: workers started again after
+/// a backend error.
+pub const WORKER_RESTARTS: &str = "kaizala_bridge_queue_worker_restarts_total";
+/// `kaizala_bridge_queue_vacuumed_total`: finished jobs removed from the backend.
+pub const VACUUMED_TOTAL: &str = "kaizala_bridge_queue_vacuumed_total";
+
+/// The queue failed; what was being pushed was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The backend could not be reached or refused the write.
+    #[error("the job queue failed: {0}")]
+    Backend(String),
+    /// The state store (dead letters) failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Jobs waiting in one queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Depth {
+    /// Due now, not yet started.
+    pub ready: u64,
+    /// Due later (retries after a backoff).
+    pub scheduled: u64,
+    /// Since when the oldest ready job has been due (epoch ms).
+    pub oldest_ready_ms: Option<i64>,
+}
+
+/// How jobs are run, from `[queue]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Retry policy.
+    pub backoff: Backoff,
+    /// Longest time one attempt may take.
+    pub attempt_timeout: Duration,
+    /// How often an idle worker looks for work.
+    pub poll_interval: Duration,
+    /// Worker heartbeat; two missed ones hand a worker's jobs to others.
+    pub heartbeat: Duration,
+    /// How often finished jobs are removed.
+    pub vacuum_interval: Duration,
+    /// How long finished jobs stay.
+    pub keep_finished: Duration,
+    /// How long ready jobs may wait with nothing finishing before the queue counts as
+    /// stalled.
+    pub stall_after: Duration,
+    /// Jobs at once per kind.
+    pub concurrency: HashMap<JobKind, u32>,
+}
+
+impl Settings {
+    /// The settings `[queue]` describes.
+    pub fn from_config(queue: &QueueConfig) -> Self {
+        Self {
+            backoff: Backoff {
+                initial: queue.backoff_initial,
+                max: queue.backoff_max,
+                max_attempts: queue.max_attempts,
+            },
+            attempt_timeout: queue.attempt_timeout,
+            poll_interval: queue.poll_interval,
+            heartbeat: queue.heartbeat,
+            vacuum_interval: queue.vacuum_interval,
+            keep_finished: queue.keep_finished,
+            stall_after: queue.stall_after,
+            concurrency: HashMap::from([
+                (
+                    JobKind::SendAction,
+                    queue.send_action_concurrency.unwrap_or(queue.concurrency),
+                ),
+                (
+                    JobKind::RecordResponse,
+                    queue
+                        .record_response_concurrency
+                        .unwrap_or(queue.concurrency),
+                ),
+            ]),
+        }
+    }
+
+    /// Jobs of `kind` at once.
+    pub fn concurrency(&self, kind: JobKind) -> u32 {
+        self.concurrency.get(&kind).copied().unwrap_or(1).max(1)
+    }
+}
+
+/// Which storage holds the jobs.
+#[derive(Clone)]
+pub enum Backend {
+    /// The embedded SQLite file.
+    Sqlite(SqliteBackend),
+    /// A Redis server.
+    Redis(RedisBackend),
+}
+
+/// When work last finished, and the last depth seen, per kind: what stall detection
+/// reads.
+struct Progress {
+    started_ms: i64,
+    finished_ms: [AtomicI64; 2],
+    depth: Mutex<HashMap<JobKind, Depth>>,
+}
+
+impl Progress {
+    fn index(kind: JobKind) -> usize {
+        match kind {
+            JobKind::SendAction => 0,
+            JobKind::RecordResponse => 1,
+        }
+    }
+
+    fn finished(&self, kind: JobKind) {
+        self.finished_ms[Self::index(kind)].store(now_ms(), Ordering::Relaxed);
+    }
+}
+
+struct Inner {
+    backend: Backend,
+    dead: DeadLetters,
+    settings: Settings,
+    progress: Progress,
+}
+
+/// The job queue; cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    inner: Arc<Inner>,
+}
+
+impl Queue {
+    /// The queue the configuration names, with its dead letters in `store`.
+    pub async fn open(config: &Config, store: Arc<dyn Store>) -> Result<Self, QueueError> {
+        let backend = match config.queue.backend {
+            QueueBackend::Sqlite => {
+                Backend::Sqlite(SqliteBackend::open(&config.queue.sqlite_path).await?)
+            }
+            QueueBackend::Redis => {
+                let url = config
+                    .queue
+                    .redis_url
+                    .as_ref()
+                    .map(|u| u.expose())
+                    .unwrap_or_default();
+                Backend::Redis(RedisBackend::connect(url, "kaizala-bridge").await?)
+            }
+        };
+        Ok(Self::new(
+            backend,
+            store,
+            Settings::from_config(&config.queue),
+        ))
+    }
+
+    /// A queue on `backend`.
+    pub fn new(backend: Backend, store: Arc<dyn Store>, settings: Settings) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                backend,
+                dead: DeadLetters::new(store),
+                settings,
+                progress: Progress {
+                    started_ms: now_ms(),
+                    finished_ms: [AtomicI64::new(0), AtomicI64::new(0)],
+                    depth: Mutex::new(HashMap::new()),
+                },
+            }),
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Backend {
+        &self.inner.backend
+    }
+
+    /// The dead letters.
+    pub fn dead_letters(&self) -> &DeadLetters {
+        &self.inner.dead
+    }
+
+    /// Queues `job` to run at once; returns its id. Durable when it returns.
+    pub async fn push<J: Job>(&self, job: J) -> Result<String, QueueError> {
+        let envelope = Envelope::new(job);
+        self.push_envelope(J::KIND, &envelope).await?;
+        Ok(envelope.id)
+    }
+
+    /// Queues `envelope` in `kind`'s queue, to run at its `ready_ms`. The backends
+    /// schedule by whole seconds, so the second is rounded up: never early.
+    pub(crate) async fn push_envelope<T>(
+        &self,
+        kind: JobKind,
+        envelope: &Envelope<T>,
+    ) -> Result<(), QueueError>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'static,
+    {
+        let run_at = (envelope.ready_ms.max(0) as u64).div_ceil(1000);
+        let task = TaskBuilder::new(envelope.clone())
+            .run_at_timestamp(run_at)
+            .build();
+        let failed = |e: &dyn std::fmt::Display| QueueError::Backend(e.to_string());
+        match &self.inner.backend {
+            Backend::Sqlite(sqlite) => {
+                let mut storage = SqliteStorage::<Envelope<T>>::new(sqlite.pool())
+                    .with_config(sqlite.config(kind, self.inner.settings.heartbeat));
+                storage.push_task(task).await.map_err(|e| failed(&e))
+            }
+            Backend::Redis(redis) => {
+                let mut storage = RedisStorage::<Envelope<T>>::new(redis.connection())
+                    .with_config(redis.config(kind, self.inner.settings.heartbeat));
+                storage.push_task(task).await.map_err(|e| failed(&e))
+            }
+        }
+    }
+
+    /// Jobs waiting in `kind`'s queue.
+    pub async fn depth(&self, kind: JobKind) -> Result<Depth, QueueError> {
+        match &self.inner.backend {
+            Backend::Sqlite(sqlite) => sqlite.depth(kind).await,
+            Backend::Redis(redis) => redis.depth(kind).await,
+        }
+    }
+
+    /// Removes jobs that finished more than `keep` ago; returns how many.
+    pub async fn vacuum(&self, keep: Duration) -> Result<u64, QueueError> {
+        let mut removed = 0;
+        for kind in JobKind::ALL {
+            removed += match &self.inner.backend {
+                Backend::Sqlite(sqlite) => sqlite.vacuum(kind, keep).await?,
+                Backend::Redis(redis) => redis.vacuum(kind, keep).await?,
+            };
+        }
+        metrics::counter!(VACUUMED_TOTAL).increment(removed);
+        Ok(removed)
+    }
+
+    /// Puts dead letter `id` back in its queue as a fresh job (attempts start again);
+    /// false when there is no such dead letter.
+    pub async fn replay(&self, id: &str) -> Result<bool, QueueError> {
+        let Some(letter) = self.inner.dead.get(id).await? else {
+            return Ok(false);
+        };
+        self.replay_letter(letter).await?;
+        Ok(true)
+    }
+
+    /// Replays every dead letter; returns how many.
+    pub async fn replay_all(&self) -> Result<usize, QueueError> {
+        let letters = self.inner.dead.list().await?;
+        let count = letters.len();
+        for letter in letters {
+            self.replay_letter(letter).await?;
+        }
+        Ok(count)
+    }
+
+    async fn replay_letter(&self, letter: DeadLetter) -> Result<(), QueueError> {
+        let now = now_ms();
+        let envelope = Envelope {
+            id: letter.id.clone(),
+            attempt: 1,
+            enqueued_ms: now,
+            ready_ms: now,
+            last_error: Some(letter.last_error),
+            job: letter.job,
+        };
+        // Queued before it is forgotten: a crash in between leaves both, and the job's
+        // handler is idempotent, so nothing is lost and nothing happens twice.
+        self.push_envelope(letter.kind, &envelope).await?;
+        self.inner.dead.remove(&letter.id).await?;
+        Ok(())
+    }
+
+    /// Forgets every dead letter; returns how many.
+    pub async fn purge(&self) -> Result<usize, QueueError> {
+        let letters = self.inner.dead.list().await?;
+        for letter in &letters {
+            self.inner.dead.remove(&letter.id).await?;
+        }
+        Ok(letters.len())
+    }
+
+    /// Why the queue counts as stalled, if it does: a ready job has waited longer than
+    /// `stall_after` and no job of its kind finished in that time. Read from the depth
+    /// the maintenance loop last measured.
+    pub fn stalled(&self) -> Option<String> {
+        let stall_ms = self.inner.settings.stall_after.as_millis() as i64;
+        let now = now_ms();
+        let depth = self.inner.progress.depth.lock().unwrap().clone();
+        for kind in JobKind::ALL {
+            let Some(oldest) = depth.get(&kind).and_then(|d| d.oldest_ready_ms) else {
+                continue;
+            };
+            let finished = self.inner.progress.finished_ms[Progress::index(kind)]
+                .load(Ordering::Relaxed)
+                .max(self.inner.progress.started_ms);
+            if now - oldest > stall_ms && now - finished > stall_ms {
+                return Some(format!(
+                    "the {} queue is stalled: a job has waited {} s and none finished in {} s",
+                    kind.queue(),
+                    (now - oldest) / 1000,
+                    (now - finished) / 1000
+                ));
+            }
+        }
+        None
+    }
+
+    /// Measures depths (metrics, stall detection) every few seconds and vacuums
+    /// finished jobs every `vacuum_interval`, until `shutdown`.
+    pub async fn maintain(&self, shutdown: CancellationToken) {
+        let settings = &self.inner.settings;
+        let mut measure = tokio::time::interval(Duration::from_secs(5));
+        let mut vacuum = tokio::time::interval(settings.vacuum_interval);
+        measure.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        vacuum.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = measure.tick() => self.measure().await,
+                _ = vacuum.tick() => {
+                    match self.vacuum(settings.keep_finished).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(removed = n, "vacuumed finished jobs"),
+                        Err(error) => tracing::warn!(%error, "cannot vacuum finished jobs"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Measures every queue's depth once, into the metrics and stall detection.
+    pub async fn measure(&self) {
+        let now = now_ms();
+        for kind in JobKind::ALL {
+            match self.depth(kind).await {
+                Ok(depth) => {
+                    let queue = kind.queue();
+                    metrics::gauge!(QUEUE_JOBS, "queue" => queue, "state" => "ready")
+                        .set(depth.ready as f64);
+                    metrics::gauge!(QUEUE_JOBS, "queue" => queue, "state" => "scheduled")
+                        .set(depth.scheduled as f64);
+                    let age = depth
+                        .oldest_ready_ms
+                        .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
+                    metrics::gauge!(OLDEST_READY_SECONDS, "queue" => queue).set(age);
+                    self.inner
+                        .progress
+                        .depth
+                        .lock()
+                        .unwrap()
+                        .insert(kind, depth);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, queue = kind.queue(), "cannot measure the queue")
+                }
+            }
+        }
+        if let Ok(letters) = self.inner.dead.list().await {
+            metrics::gauge!(DEAD_LETTERS).set(letters.len() as f64);
+        }
+    }
+}

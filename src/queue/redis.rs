@@ -1,0 +1,158 @@
+//! The shared backend: apalis-redis, queues named `{prefix}:{queue}`.
+//!
+//! Finished tasks are removed by our own script: apalis's `vacuum` leaves the ids in
+//! the done and dead sets, which then grow without end.
+
+use std::time::Duration;
+
+use apalis_redis::ConnectionManager;
+use redis::Script;
+
+use super::job::{now_ms, JobKind};
+use super::{Depth, QueueError};
+
+fn failed(error: impl std::fmt::Display) -> QueueError {
+    QueueError::Backend(error.to_string())
+}
+
+/// KEYS: done set, dead set, data hash, meta prefix. ARGV: cutoff (epoch s), batch.
+/// Removes up to `batch` finished tasks whose `done_at` is at or before the cutoff;
+/// returns how many.
+const VACUUM: &str = r#"
+local removed = 0
+for s = 1, 2 do
+  local ids = redis.call('SRANDMEMBER', KEYS[s], tonumber(ARGV[2]))
+  for _, id in ipairs(ids) do
+    local meta = KEYS[4] .. ':' .. id
+    local done_at = tonumber(redis.call('HGET', meta, 'done_at') or '0')
+    if done_at <= tonumber(ARGV[1]) then
+      redis.call('SREM', KEYS[s], id)
+      redis.call('HDEL', KEYS[3], id)
+      redis.call('HDEL', KEYS[4] .. ':result', id)
+      redis.call('DEL', meta)
+      removed = removed + 1
+    end
+  end
+end
+return removed
+"#;
+
+/// The Redis side of the queue.
+#[derive(Clone)]
+pub struct RedisBackend {
+    connection: ConnectionManager,
+    prefix: String,
+}
+
+impl RedisBackend {
+    /// Connects to `url`; queues go under `prefix`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, QueueError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| QueueError::Backend(format!("the Redis URL is not valid: {e}")))?;
+        let connection = client.get_connection_manager().await.map_err(failed)?;
+        Ok(Self {
+            connection,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    /// The connection every queue shares.
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
+    /// apalis's configuration for `kind`'s queue.
+    pub fn config(&self, kind: JobKind, heartbeat: Duration) -> apalis_redis::Config {
+        apalis_redis::Config::default()
+            .queue(format!("{}:{}", self.prefix, kind.queue()))
+            .heartbeat_interval(heartbeat)
+            .missed_heartbeats(2)
+            // Nobody listens to apalis's pub/sub events; publishing them costs a call.
+            .emit_events(false)
+    }
+
+    /// Ready and scheduled jobs of `kind`, and the oldest ready one's due time.
+    pub async fn depth(&self, kind: JobKind) -> Result<Depth, QueueError> {
+        let config = self.config(kind, Duration::from_secs(1));
+        let now = now_ms() / 1000;
+        let mut connection = self.connection.clone();
+        let (active, due, scheduled, head, first): (
+            u64,
+            u64,
+            u64,
+            Option<String>,
+            Vec<(String, f64)>,
+        ) = redis::pipe()
+            .cmd("LLEN")
+            .arg(config.active_jobs_list())
+            .cmd("ZCOUNT")
+            .arg(config.scheduled_jobs_set())
+            .arg("-inf")
+            .arg(now)
+            .cmd("ZCARD")
+            .arg(config.scheduled_jobs_set())
+            .cmd("LINDEX")
+            .arg(config.active_jobs_list())
+            .arg(0)
+            .cmd("ZRANGE")
+            .arg(config.scheduled_jobs_set())
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .query_async(&mut connection)
+            .await
+            .map_err(failed)?;
+        let mut oldest: Option<i64> = first
+            .first()
+            .map(|(_, score)| *score as i64)
+            .filter(|at| *at <= now)
+            .map(|at| at * 1000);
+        if let Some(id) = head {
+            // The head of the active list is the oldest job already promoted; its
+            // envelope says since when it has been due.
+            let data: Option<Vec<u8>> = redis::cmd("HGET")
+                .arg(config.job_data_hash())
+                .arg(&id)
+                .query_async(&mut connection)
+                .await
+                .map_err(failed)?;
+            let ready = data
+                .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
+                .and_then(|v| v.get("ready_ms").and_then(|r| r.as_i64()));
+            if let Some(ready) = ready {
+                oldest = Some(oldest.map_or(ready, |o| o.min(ready)));
+            }
+        }
+        Ok(Depth {
+            ready: active + due,
+            scheduled: scheduled - due,
+            oldest_ready_ms: oldest,
+        })
+    }
+
+    /// Deletes `kind`'s tasks that finished more than `keep` ago.
+    pub async fn vacuum(&self, kind: JobKind, keep: Duration) -> Result<u64, QueueError> {
+        let config = self.config(kind, Duration::from_secs(1));
+        let cutoff = now_ms() / 1000 - keep.as_secs() as i64;
+        let script = Script::new(VACUUM);
+        let mut total = 0;
+        loop {
+            let mut connection = self.connection.clone();
+            let removed: u64 = script
+                .key(config.done_jobs_set())
+                .key(config.dead_jobs_set())
+                .key(config.job_data_hash())
+                .key(config.job_meta_hash())
+                .arg(cutoff)
+                .arg(500)
+                .invoke_async(&mut connection)
+                .await
+                .map_err(failed)?;
+            total += removed;
+            // A sample of 500 per set with nothing old enough means the rest are young.
+            if removed == 0 {
+                return Ok(total);
+            }
+        }
+    }
+}

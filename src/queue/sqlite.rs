@@ -1,0 +1,104 @@
+//! The embedded backend: apalis-sqlite in the bridge's SQLite file.
+//!
+//! Durability is ours to set: apalis's `setup` turns `synchronous` OFF, so the pool is
+//! built here with WAL and `synchronous = FULL` on every connection, and only the
+//! migrations are run. A job acknowledged to a webhook sender then survives a power
+//! cut. Finished rows are deleted by our own statement: apalis's `vacuum_before`
+//! compares an integer column with a date string and so ignores its age argument.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use apalis_sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
+use sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+
+use super::job::{now_ms, JobKind};
+use super::{Depth, QueueError};
+
+fn failed(error: impl std::fmt::Display) -> QueueError {
+    QueueError::Backend(error.to_string())
+}
+
+/// The SQLite side of the queue.
+#[derive(Clone)]
+pub struct SqliteBackend {
+    pool: SqlitePool,
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the queue in the database at `path`.
+    pub async fn open(path: &Path) -> Result<Self, QueueError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                QueueError::Backend(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(failed)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(failed)?;
+        SqliteStorage::<()>::migrations()
+            .run(&pool)
+            .await
+            .map_err(failed)?;
+        Ok(Self { pool })
+    }
+
+    /// The pool every job write goes through.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// apalis's configuration for `kind`'s queue.
+    pub fn config(&self, kind: JobKind, heartbeat: Duration) -> apalis_sqlite::Config {
+        apalis_sqlite::Config::default()
+            .queue(kind.queue())
+            .heartbeat_interval(heartbeat)
+    }
+
+    /// Ready and scheduled jobs of `kind`, and the oldest ready one's due time.
+    pub async fn depth(&self, kind: JobKind) -> Result<Depth, QueueError> {
+        let now = now_ms() / 1000;
+        let (ready, oldest, scheduled): (i64, Option<i64>, i64) = sqlx::query_as(
+            "SELECT
+                COALESCE(SUM(CASE WHEN run_at <= ?2 THEN 1 ELSE 0 END), 0),
+                MIN(CASE WHEN run_at <= ?2 THEN run_at END),
+                COALESCE(SUM(CASE WHEN run_at > ?2 THEN 1 ELSE 0 END), 0)
+             FROM Jobs WHERE job_type = ?1 AND status = 'Pending'",
+        )
+        .bind(kind.queue())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(failed)?;
+        Ok(Depth {
+            ready: ready as u64,
+            scheduled: scheduled as u64,
+            oldest_ready_ms: oldest.map(|s| s * 1000),
+        })
+    }
+
+    /// Deletes `kind`'s jobs that finished more than `keep` ago.
+    pub async fn vacuum(&self, kind: JobKind, keep: Duration) -> Result<u64, QueueError> {
+        let before = now_ms() / 1000 - keep.as_secs() as i64;
+        let done = sqlx::query(
+            "DELETE FROM Jobs WHERE job_type = ?
+             AND (status IN ('Done', 'Killed') OR (status = 'Failed' AND attempts >= max_attempts))
+             AND done_at IS NOT NULL AND done_at <= ?",
+        )
+        .bind(kind.queue())
+        .bind(before)
+        .execute(&self.pool)
+        .await
+        .map_err(failed)?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,464 @@
+//! The job queue on both backends, against the Kaizala emulator: exactly-once sends
+//! through faults, dead letters and replay, Retry-After, timeouts, vacuum, durability.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kaizala_bridge::config::Secret;
+use kaizala_bridge::jobs::send_action::key_marker;
+use kaizala_bridge::jobs::{Correlations, SendAction, SendActionHandler};
+use kaizala_bridge::kaizala::{ClientOptions, ConnectorCredentials, Credentials, KaizalaClient};
+use kaizala_bridge::model::{ActivityKind, CrmRecordRef};
+use kaizala_bridge::queue::{
+    Backend, Backoff, Handler, HandlerFuture, Job, JobError, JobKind, Queue, RedisBackend,
+    Settings, SqliteBackend,
+};
+use kaizala_bridge::ratelimit::{LocalGate, Quota, RateGate, RedisGate};
+use kaizala_bridge::store::{RedisStore, SqliteStore, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::kaizala::{Sim, SEED};
+use crate::support::redis::RedisServer;
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Sqlite,
+    Redis,
+}
+
+/// A queue with its store, on a fresh backend.
+struct Bed {
+    queue: Queue,
+    store: Arc<dyn Store>,
+    gate: Arc<dyn RateGate>,
+    dir: tempfile::TempDir,
+    _redis: Option<RedisServer>,
+}
+
+fn settings() -> Settings {
+    Settings {
+        backoff: Backoff {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(400),
+            max_attempts: 12,
+        },
+        attempt_timeout: Duration::from_secs(3),
+        poll_interval: Duration::from_millis(20),
+        heartbeat: Duration::from_secs(1),
+        vacuum_interval: Duration::from_secs(3600),
+        keep_finished: Duration::ZERO,
+        stall_after: Duration::from_secs(60),
+        concurrency: HashMap::from([(JobKind::SendAction, 8), (JobKind::RecordResponse, 8)]),
+    }
+}
+
+async fn bed(kind: Kind, settings: Settings) -> Bed {
+    let dir = tempfile::tempdir().unwrap();
+    match kind {
+        Kind::Sqlite => {
+            let path = dir.path().join("bridge.sqlite");
+            let backend = SqliteBackend::open(&path).await.unwrap();
+            let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+            Bed {
+                queue: Queue::new(Backend::Sqlite(backend), store.clone(), settings),
+                store,
+                gate: Arc::new(LocalGate::new()),
+                dir,
+                _redis: None,
+            }
+        }
+        Kind::Redis => {
+            let redis = RedisServer::start();
+            let url = redis.url();
+            let backend = RedisBackend::connect(&url, "kb").await.unwrap();
+            let store: Arc<dyn Store> = Arc::new(RedisStore::connect(&url, "kb").await.unwrap());
+            Bed {
+                queue: Queue::new(Backend::Redis(backend), store.clone(), settings),
+                store,
+                gate: Arc::new(RedisGate::connect(&url, "kb").await.unwrap()),
+                dir,
+                _redis: Some(redis),
+            }
+        }
+    }
+}
+
+/// Starts workers of `J` on `bed`'s queue; cancelled when the token is dropped.
+fn work<J: Job>(bed: &Bed, handler: Arc<dyn Handler<J>>) -> tokio_util::sync::DropGuard {
+    let token = CancellationToken::new();
+    let queue = bed.queue.clone();
+    let stop = token.clone();
+    tokio::spawn(async move { queue.work(handler, stop, Duration::from_secs(5)).await });
+    token.drop_guard()
+}
+
+/// A client of seeded connector `app-N` (tenant contoso) on `bed`'s store and gate.
+fn client(
+    sim: &Sim,
+    bed: &Bed,
+    n: u32,
+    timeout: Duration,
+    quotas: Option<(u32, u32, Duration)>,
+) -> Arc<KaizalaClient> {
+    let credentials = ConnectorCredentials {
+        key: format!("contoso/app-{n}"),
+        application_id: format!("app-{n}"),
+        application_secret: Secret::new(format!("secret-{n}")),
+        refresh_token: Secret::new(format!("rt-{n}")),
+        api_root: sim.sim.base_url().parse().unwrap(),
+    };
+    let options = ClientOptions {
+        timeout,
+        refresh_margin: Duration::from_secs(300),
+    };
+    let client =
+        KaizalaClient::new(credentials, Credentials::new(bed.store.clone()), &options).unwrap();
+    let client = match quotas {
+        Some((connector, tenant, period)) => client.with_gate(
+            bed.gate.clone(),
+            vec![
+                Quota::connector("contoso", &format!("app-{n}"), connector, period),
+                Quota::tenant("contoso", tenant, period),
+            ],
+        ),
+        None => client,
+    };
+    Arc::new(client)
+}
+
+fn survey_job(n: usize, connector: u32, group: &str) -> SendAction {
+    SendAction {
+        rule: "qualify".into(),
+        tenant: "contoso".into(),
+        connector: format!("app-{connector}"),
+        group: group.into(),
+        action: json!({
+            "actionType": "Survey",
+            "actionBody": {
+                "title": format!("Qualify deal {n}"),
+                "dueDate": 48,
+                "isAnonymous": false,
+                "isSenderOnly": false,
+                "acceptMultipleResponses": false,
+                "questions": [{ "title": "Budget?", "type": "Text" }]
+            }
+        }),
+        idempotency_key: format!("qualify/d365/opportunities/{n}/created"),
+        record: CrmRecordRef {
+            crm: "d365".into(),
+            entity_set: "opportunities".into(),
+            id: format!("{n}"),
+        },
+        activity: ActivityKind::Task,
+    }
+}
+
+/// Idempotency keys of every survey in the emulator, with how often each was posted.
+fn posted_keys(sim: &Sim) -> HashMap<String, usize> {
+    let state = sim.sim.state();
+    let mut keys = HashMap::new();
+    for group in state["groups"].as_object().unwrap().values() {
+        for action in group["actions"].as_array().unwrap() {
+            for question in action["questions"].as_array().into_iter().flatten() {
+                if question["isInvisible"] == true {
+                    let title = question["title"].as_str().unwrap_or_default().to_string();
+                    *keys.entry(title).or_default() += 1;
+                }
+            }
+        }
+    }
+    keys
+}
+
+async fn settled(bed: &Bed, deadline: Duration, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    loop {
+        let depth = bed.queue.depth(JobKind::SendAction).await.unwrap();
+        if done() && depth.ready == 0 && depth.scheduled == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "not settled within {deadline:?}: {depth:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn backlog_through_faults(kind: Kind) {
+    let sim = Sim::start_with(SEED, kaizala_bridge::sim::kaizala::SimOptions::fast()).await;
+    let bed = bed(kind, settings()).await;
+    let timeout = Duration::from_millis(700);
+    let clients: HashMap<String, Arc<KaizalaClient>> = (1..=3)
+        .map(|n| {
+            (
+                format!("contoso/app-{n}"),
+                client(&sim, &bed, n, timeout, None),
+            )
+        })
+        .collect();
+    let handler = Arc::new(SendActionHandler::new(
+        clients,
+        Correlations::new(bed.store.clone()),
+    ));
+    sim.control(
+        "faults",
+        json!({ "error_rate": 0.1, "lost_rate": 0.07, "hang_rate": 0.03, "seed": 7 }),
+    )
+    .await;
+    let jobs = 150;
+    for n in 0..jobs {
+        let (connector, group) = [(1, "g-sales"), (2, "g-ops"), (3, "g-ops")][n % 3];
+        bed.queue
+            .push(survey_job(n, connector, group))
+            .await
+            .unwrap();
+    }
+    // app-1 is not granted g-ops: a permanent 403.
+    let forbidden = bed.queue.push(survey_job(999, 1, "g-ops")).await.unwrap();
+    let _workers = work::<SendAction>(&bed, handler);
+
+    settled(&bed, Duration::from_secs(120), || {
+        posted_keys(&sim).len() >= jobs
+    })
+    .await;
+    let posted = posted_keys(&sim);
+    for n in 0..jobs {
+        let marker = key_marker(&format!("qualify/d365/opportunities/{n}/created"));
+        assert_eq!(
+            posted.get(&marker),
+            Some(&1),
+            "survey {n} posted exactly once"
+        );
+    }
+    assert_eq!(posted.len(), jobs, "nothing else was posted");
+    let letters = bed.queue.dead_letters().list().await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].id, forbidden);
+    assert!(
+        letters[0].last_error.contains("not granted"),
+        "dead-lettered at the permanent error: {}",
+        letters[0].last_error
+    );
+
+    sim.control("faults", json!({})).await;
+    sim.control("connectors/app-1/groups/g-ops", json!({}))
+        .await;
+    assert!(bed.queue.replay(&forbidden).await.unwrap());
+    let marker = key_marker("qualify/d365/opportunities/999/created");
+    settled(&bed, Duration::from_secs(30), || {
+        posted_keys(&sim).contains_key(&marker)
+    })
+    .await;
+    assert_eq!(posted_keys(&sim)[&marker], 1, "sent after the replay");
+    assert!(bed.queue.dead_letters().list().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_sends_a_backlog_exactly_once_through_faults_and_replays_a_dead_letter() {
+    backlog_through_faults(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_sends_a_backlog_exactly_once_through_faults_and_replays_a_dead_letter() {
+    backlog_through_faults(Kind::Redis).await;
+}
+
+/// A test job whose handler does what the test says per attempt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Probe {
+    n: u32,
+}
+
+impl Job for Probe {
+    const KIND: JobKind = JobKind::RecordResponse;
+}
+
+type Script = dyn Fn(u32, u32) -> Result<Duration, JobError> + Send + Sync;
+
+/// Runs `script(job, attempt)`: sleeps the duration it returns, or fails.
+struct Scripted {
+    script: Box<Script>,
+    calls: AtomicU32,
+    times: std::sync::Mutex<Vec<(u32, u32, Instant)>>,
+}
+
+impl Scripted {
+    fn new(
+        script: impl Fn(u32, u32) -> Result<Duration, JobError> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            script: Box::new(script),
+            calls: AtomicU32::new(0),
+            times: Default::default(),
+        })
+    }
+}
+
+impl Handler<Probe> for Scripted {
+    fn handle<'a>(&'a self, job: &'a Probe, attempt: u32) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.times
+                .lock()
+                .unwrap()
+                .push((job.n, attempt, Instant::now()));
+            let sleep = (self.script)(job.n, attempt)?;
+            tokio::time::sleep(sleep).await;
+            Ok(())
+        })
+    }
+}
+
+async fn until(deadline: Duration, what: &str, done: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < deadline,
+            "{what}: not within {deadline:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn retry_after_timeout_and_permanent(kind: Kind) {
+    let mut settings = settings();
+    settings.attempt_timeout = Duration::from_millis(300);
+    let bed = bed(kind, settings).await;
+    let handler = Scripted::new(|n, attempt| match (n, attempt) {
+        // Throttled: the server says 1.5 s.
+        (1, 1) => Err(JobError::Retry {
+            reason: "429".into(),
+            after: Some(Duration::from_millis(1500)),
+        }),
+        // The first attempt hangs past the attempt timeout.
+        (2, 1) => Ok(Duration::from_secs(10)),
+        (3, _) => Err(JobError::Permanent("400 bad request".into())),
+        _ => Ok(Duration::ZERO),
+    });
+    let _workers = work::<Probe>(&bed, handler.clone());
+    for n in 1..=3 {
+        bed.queue.push(Probe { n }).await.unwrap();
+    }
+    until(Duration::from_secs(20), "all settled", || {
+        let times = handler.times.lock().unwrap();
+        times.iter().any(|t| t.0 == 1 && t.1 == 2) && times.iter().any(|t| t.0 == 2 && t.1 == 2)
+    })
+    .await;
+    let times = handler.times.lock().unwrap().clone();
+    let at = |n, a| times.iter().find(|t| t.0 == n && t.1 == a).unwrap().2;
+    assert!(
+        at(1, 2) - at(1, 1) >= Duration::from_millis(1500),
+        "the retry waited for Retry-After: {:?}",
+        at(1, 2) - at(1, 1)
+    );
+    assert!(at(2, 2) > at(2, 1), "the timed-out attempt ran again");
+    let letters = bed.queue.dead_letters().list().await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].attempts, 1);
+    assert_eq!(letters[0].last_error, "400 bad request");
+    assert_eq!(
+        times.iter().filter(|t| t.0 == 3).count(),
+        1,
+        "a permanent error is not retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_honours_retry_after_reruns_timeouts_and_dead_letters_permanent_errors() {
+    retry_after_timeout_and_permanent(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_honours_retry_after_reruns_timeouts_and_dead_letters_permanent_errors() {
+    retry_after_timeout_and_permanent(Kind::Redis).await;
+}
+
+#[tokio::test]
+async fn every_sqlite_connection_that_writes_jobs_is_synchronous_full() {
+    let bed = bed(Kind::Sqlite, settings()).await;
+    let Backend::Sqlite(sqlite) = bed.queue.backend() else {
+        unreachable!()
+    };
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut connection = sqlite.pool().acquire().await.unwrap();
+        let (mode,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap();
+        assert_eq!(mode, 2, "FULL");
+        let (journal,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap();
+        assert_eq!(journal, "wal");
+        held.push(connection);
+    }
+    drop(bed.dir);
+}
+
+async fn vacuum(kind: Kind, jobs: u32) {
+    let bed = bed(kind, settings()).await;
+    let handler = Scripted::new(|_, _| Ok(Duration::ZERO));
+    let _workers = work::<Probe>(&bed, handler.clone());
+    for n in 0..jobs {
+        bed.queue.push(Probe { n }).await.unwrap();
+    }
+    until(Duration::from_secs(240), "all done", || {
+        handler.calls.load(Ordering::SeqCst) >= jobs
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let removed = bed.queue.vacuum(Duration::ZERO).await.unwrap();
+    assert_eq!(removed, u64::from(jobs), "every finished job was removed");
+    assert_eq!(bed.queue.vacuum(Duration::ZERO).await.unwrap(), 0);
+    match bed.queue.backend() {
+        Backend::Sqlite(sqlite) => {
+            let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM Jobs")
+                .fetch_one(sqlite.pool())
+                .await
+                .unwrap();
+            assert_eq!(left, 0);
+        }
+        Backend::Redis(redis) => {
+            let mut connection = redis.connection();
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("kb:record-response:*")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            let mut sizes = HashSet::new();
+            for key in &keys {
+                let kind: String = redis::cmd("TYPE")
+                    .arg(key)
+                    .query_async(&mut connection)
+                    .await
+                    .unwrap();
+                sizes.insert((key.clone(), kind));
+            }
+            let leftover: Vec<&(String, String)> = sizes
+                .iter()
+                .filter(|(key, _)| {
+                    key.contains(":meta:") || key.ends_with(":done") || key.ends_with(":data")
+                })
+                .collect();
+            assert!(leftover.is_empty(), "{leftover:?}");
+        }
+    }
+    let _: Value = json!(null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_vacuums_ten_thousand_finished_jobs() {
+    vacuum(Kind::Sqlite, 10_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_vacuums_ten_thousand_finished_jobs() {
+    vacuum(Kind::Redis, 10_000).await;
+}
