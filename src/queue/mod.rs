@@ -248,7 +248,20 @@ impl Queue {
             Backend::Sqlite(sqlite) => {
                 let mut storage = SqliteStorage::<Envelope<T>>::new(sqlite.pool())
                     .with_config(sqlite.config(kind, self.inner.settings.heartbeat));
-                storage.push_task(task).await.map_err(|e| failed(&e))
+                // SQLite answers "database is locked" at once, without waiting, when a
+                // write meets another connection's (workers acknowledging, the state
+                // store): a short wait and another try is all it needs.
+                let mut tries = 0;
+                loop {
+                    match storage.push_task(task.clone()).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) if tries < 20 && e.to_string().contains("database is locked") => {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(10 * tries)).await;
+                        }
+                        Err(e) => return Err(failed(&e)),
+                    }
+                }
             }
             Backend::Redis(redis) => {
                 let mut storage = RedisStorage::<Envelope<T>>::new(redis.connection())
