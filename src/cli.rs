@@ -52,12 +52,36 @@ pub enum Command {
         #[command(subcommand)]
         action: WebhooksAction,
     },
+    /// List, replay or purge jobs that failed for good (dead letters).
+    Dlq {
+        /// What to do.
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Run an emulator of an external service standalone, to try the bridge by hand.
     Sim {
         /// Which service.
         #[command(subcommand)]
         service: SimService,
     },
+}
+
+/// `dlq` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// Print every dead letter: id, job type, attempts, when, and the last error.
+    List,
+    /// Put dead letters back in their queue as fresh jobs.
+    Replay {
+        /// The dead letter's id (from `dlq list`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Replay every dead letter.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Forget every dead letter.
+    Purge,
 }
 
 /// `auth` subcommands.

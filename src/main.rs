@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kaizala_bridge::cli::{
-    AuthAction, Cli, Command, DataverseSimArgs, KaizalaSimArgs, SimService, WebhooksAction,
-    EXIT_OK, EXIT_RUNTIME, EXIT_USAGE,
+    AuthAction, Cli, Command, DataverseSimArgs, DlqAction, KaizalaSimArgs, SimService,
+    WebhooksAction, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE,
 };
 use kaizala_bridge::config::{Config, LogConfig, LogFormat};
 use kaizala_bridge::sim::kaizala::{KaizalaSim, Seed, SimOptions};
@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         Command::Run => run(config),
         Command::Webhooks { action } => webhooks(&config, &action),
         Command::Auth { action } => auth(&config, &action),
+        Command::Dlq { action } => dlq(&config, &action),
         Command::Sim { .. } => unreachable!("dispatched before the configuration is loaded"),
     }
 }
@@ -224,6 +225,61 @@ fn auth(config: &Config, action: &AuthAction) -> ExitCode {
 }
 
 /// `webhooks sync|list`: one pass over every connector of the configuration.
+/// `dlq list|replay|purge`: the dead letters of the configured queue.
+fn dlq(config: &Config, action: &DlqAction) -> ExitCode {
+    use kaizala_bridge::queue::Queue;
+    let runtime = match runtime(&config.log) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let result = runtime.block_on(async {
+        let store = kaizala_bridge::store::open(config).await?;
+        let queue = Queue::open(config, store).await?;
+        match action {
+            DlqAction::List => {
+                let letters = queue.dead_letters().list().await?;
+                if letters.is_empty() {
+                    println!("no dead letters");
+                }
+                for letter in letters {
+                    println!(
+                        "{}  {}  attempts {}  dead at epoch ms {}  {}",
+                        letter.id,
+                        letter.kind.queue(),
+                        letter.attempts,
+                        letter.dead_ms,
+                        letter.last_error
+                    );
+                }
+            }
+            DlqAction::Replay { id: Some(id), .. } => {
+                if !queue.replay(id).await? {
+                    return Ok(Some(format!(
+                        "dlq replay: no dead letter {id:?} (see `dlq list`)"
+                    )));
+                }
+                println!("replayed {id}");
+            }
+            DlqAction::Replay { id: None, .. } => {
+                println!("replayed {} dead letter(s)", queue.replay_all().await?);
+            }
+            DlqAction::Purge => println!("purged {} dead letter(s)", queue.purge().await?),
+        }
+        Ok::<Option<String>, kaizala_bridge::queue::QueueError>(None)
+    });
+    match result {
+        Ok(None) => ExitCode::from(EXIT_OK),
+        Ok(Some(message)) => {
+            eprintln!("kaizala-bridge: {message}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+        Err(error) => {
+            eprintln!("kaizala-bridge: {error}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
 fn webhooks(config: &Config, action: &WebhooksAction) -> ExitCode {
     use kaizala_bridge::kaizala::subscriptions::{self, SyncSetupError};
     let runtime = match runtime(&config.log) {

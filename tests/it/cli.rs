@@ -507,3 +507,81 @@ async fn sim_dataverse_runs_standalone_and_prints_its_address() {
     assert!(killed.success());
     assert_eq!(wait_for_exit(&mut child), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_lists_replays_and_purges_dead_letters() {
+    use kaizala_bridge::queue::{DeadLetter, JobKind};
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("bridge.sqlite");
+    let config = dir.path().join("bridge.toml");
+    std::fs::write(
+        &config,
+        format!("[queue]\nsqlite_path = \"{}\"\n", state.display()),
+    )
+    .unwrap();
+    let store = std::sync::Arc::new(
+        kaizala_bridge::store::SqliteStore::open(&state)
+            .await
+            .unwrap(),
+    );
+    let letters = kaizala_bridge::queue::DeadLetters::new(store);
+    for id in ["job-a", "job-b"] {
+        letters
+            .record(&DeadLetter {
+                id: id.into(),
+                kind: JobKind::SendAction,
+                attempts: 3,
+                last_error: "Kaizala forbids it: group not granted".into(),
+                enqueued_ms: 1,
+                dead_ms: 2,
+                job: serde_json::json!({ "rule": "r" }),
+            })
+            .await
+            .unwrap();
+    }
+    let config = config.to_str().unwrap().to_string();
+    let run = |args: &'static [&'static str]| {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut all = vec!["--config", config.as_str()];
+            all.extend_from_slice(args);
+            output(&mut bridge(&all))
+        })
+    };
+    let (code, stdout, stderr) = run(&["dlq", "list"]).await.unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("job-a  send-action  attempts 3"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("group not granted"), "{stdout}");
+
+    let (code, stdout, stderr) = run(&["dlq", "replay", "job-a"]).await.unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.trim(), "replayed job-a");
+    let (code, _, stderr) = run(&["dlq", "replay", "job-zz"]).await.unwrap();
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no dead letter \"job-zz\""), "{stderr}");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", state.display()))
+        .await
+        .unwrap();
+    let (queued,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM Jobs WHERE job_type = 'send-action' AND status = 'Pending'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(queued, 1, "the replayed job is queued again");
+
+    let (code, stdout, _) = run(&["dlq", "list"]).await.unwrap();
+    assert_eq!(code, 0);
+    assert!(
+        !stdout.contains("job-a") && stdout.contains("job-b"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(&["dlq", "purge"]).await.unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(stdout.trim(), "purged 1 dead letter(s)");
+    let (_, stdout, _) = run(&["dlq", "list"]).await.unwrap();
+    assert_eq!(stdout.trim(), "no dead letters");
+}
