@@ -77,13 +77,8 @@ impl Readiness {
                 path: config.queue.sqlite_path.clone(),
             },
             QueueBackend::Redis => {
-                let url = config
-                    .queue
-                    .redis_url
-                    .as_ref()
-                    .map(|u| u.expose())
-                    .unwrap_or_default();
-                let client = redis::Client::open(url).map_err(ReadinessError::RedisUrl)?;
+                let client = redis::Client::open(config.queue.redis_url())
+                    .map_err(ReadinessError::RedisUrl)?;
                 Dependency::RedisQueue { client }
             }
         };

@@ -164,6 +164,17 @@ pub struct QueueConfig {
     pub stall_after: Duration,
 }
 
+impl QueueConfig {
+    /// The Redis URL as text; empty when none is set (validation requires one on the
+    /// `redis` backend).
+    pub fn redis_url(&self) -> &str {
+        self.redis_url
+            .as_ref()
+            .map(|u| u.expose())
+            .unwrap_or_default()
+    }
+}
+
 keyword_enum! {
     /// Job queue storage.
     pub enum QueueBackend {

@@ -179,15 +179,9 @@ impl Queue {
             QueueBackend::Sqlite => {
                 Backend::Sqlite(SqliteBackend::open(&config.queue.sqlite_path).await?)
             }
-            QueueBackend::Redis => {
-                let url = config
-                    .queue
-                    .redis_url
-                    .as_ref()
-                    .map(|u| u.expose())
-                    .unwrap_or_default();
-                Backend::Redis(RedisBackend::connect(url, "kaizala-bridge").await?)
-            }
+            QueueBackend::Redis => Backend::Redis(
+                RedisBackend::connect(config.queue.redis_url(), crate::store::REDIS_PREFIX).await?,
+            ),
         };
         Ok(Self::new(
             backend,

@@ -61,10 +61,14 @@ impl RedisBackend {
         self.connection.clone()
     }
 
+    /// apalis's configuration for `kind`'s queue, which also names its keys.
+    fn keys(&self, kind: JobKind) -> apalis_redis::Config {
+        apalis_redis::Config::default().queue(format!("{}:{}", self.prefix, kind.queue()))
+    }
+
     /// apalis's configuration for `kind`'s queue.
     pub fn config(&self, kind: JobKind, heartbeat: Duration) -> apalis_redis::Config {
-        apalis_redis::Config::default()
-            .queue(format!("{}:{}", self.prefix, kind.queue()))
+        self.keys(kind)
             .heartbeat_interval(heartbeat)
             .missed_heartbeats(2)
             // Nobody listens to apalis's pub/sub events; publishing them costs a call.
@@ -73,7 +77,7 @@ impl RedisBackend {
 
     /// Ready and scheduled jobs of `kind`, and the oldest ready one's due time.
     pub async fn depth(&self, kind: JobKind) -> Result<Depth, QueueError> {
-        let config = self.config(kind, Duration::from_secs(1));
+        let config = self.keys(kind);
         let now = now_ms() / 1000;
         let mut connection = self.connection.clone();
         let (active, due, scheduled, head, first): (
@@ -132,7 +136,7 @@ impl RedisBackend {
 
     /// Deletes `kind`'s tasks that finished more than `keep` ago.
     pub async fn vacuum(&self, kind: JobKind, keep: Duration) -> Result<u64, QueueError> {
-        let config = self.config(kind, Duration::from_secs(1));
+        let config = self.keys(kind);
         let cutoff = now_ms() / 1000 - keep.as_secs() as i64;
         let script = Script::new(VACUUM);
         let mut total = 0;

@@ -1,17 +1,15 @@
 //! The embedded backend: apalis-sqlite in the bridge's SQLite file.
 //!
 //! Durability is ours to set: apalis's `setup` turns `synchronous` OFF, so the pool is
-//! built here with WAL and `synchronous = FULL` on every connection, and only the
-//! migrations are run. A job acknowledged to a webhook sender then survives a power
+//! the store's durable one (WAL, `synchronous = FULL` on every connection), and only
+//! the migrations are run. A job acknowledged to a webhook sender then survives a power
 //! cut. Finished rows are deleted by our own statement: apalis's `vacuum_before`
 //! compares an integer column with a date string and so ignores its age argument.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use apalis_sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions, SqliteStorage};
-use sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use apalis_sqlite::{SqlitePool, SqliteStorage};
 
 use super::job::{now_ms, JobKind};
 use super::{Depth, QueueError};
@@ -29,22 +27,7 @@ pub struct SqliteBackend {
 impl SqliteBackend {
     /// Opens (creating if needed) the queue in the database at `path`.
     pub async fn open(path: &Path) -> Result<Self, QueueError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                QueueError::Backend(format!("cannot create {}: {e}", dir.display()))
-            })?;
-        }
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .map_err(failed)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await
-            .map_err(failed)?;
+        let pool = crate::store::durable_pool(path, 8).await?;
         SqliteStorage::<()>::migrations()
             .run(&pool)
             .await

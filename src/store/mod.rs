@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 pub use redis_store::RedisStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{durable_pool, SqliteStore};
 
 /// The store could not be read or written; the operation can be retried.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +50,9 @@ pub trait Store: Send + Sync {
     fn list<'a>(&'a self, namespace: &'a str) -> StoreFuture<'a, Vec<(String, String)>>;
 }
 
+/// The prefix of every key the bridge keeps in Redis (state, rate gate, queues).
+pub const REDIS_PREFIX: &str = "kaizala-bridge";
+
 /// The store the configuration asks for: it follows the queue backend, in the same
 /// SQLite file (one file to back up) or the same Redis.
 pub async fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
@@ -59,13 +62,7 @@ pub async fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn S
             std::sync::Arc::new(SqliteStore::open(&config.queue.sqlite_path).await?)
         }
         QueueBackend::Redis => {
-            let url = config
-                .queue
-                .redis_url
-                .as_ref()
-                .map(|u| u.expose())
-                .unwrap_or_default();
-            std::sync::Arc::new(RedisStore::connect(url, "kaizala-bridge").await?)
+            std::sync::Arc::new(RedisStore::connect(config.queue.redis_url(), REDIS_PREFIX).await?)
         }
     })
 }
