@@ -17,6 +17,7 @@ pub mod model;
 pub mod queue;
 pub mod ratelimit;
 pub mod readiness;
+pub mod rules;
 pub mod shutdown;
 pub mod sim;
 pub mod store;

@@ -45,6 +45,15 @@ impl Problems {
         }
     }
 
+    /// Whether a problem was recorded at `path` or anywhere below it.
+    pub fn covers_any(&self, path: &str) -> bool {
+        self.0.iter().any(|p| {
+            p.path.strip_prefix(path).is_some_and(|rest| {
+                rest.is_empty() || rest.starts_with('.') || rest.starts_with('[')
+            })
+        })
+    }
+
     fn covers(&self, path: &str) -> bool {
         self.0.iter().any(|p| {
             !p.path.is_empty()

@@ -205,6 +205,12 @@ pub struct KaizalaConfig {
     /// against the emulator with the same setting, shorten it.
     #[serde(with = "duration")]
     pub quota_period: Duration,
+    /// How often outstanding actions are read, in tenants with `responses = "poll"`.
+    #[serde(with = "duration")]
+    pub response_poll_interval: Duration,
+    /// How long after its due date an action is still read for late answers.
+    #[serde(with = "duration")]
+    pub response_poll_grace: Duration,
 }
 
 /// `[[tenants]]`: one Kaizala tenant (organisation).
@@ -219,6 +225,9 @@ pub struct TenantConfig {
     pub rate_limit_per_minute: u32,
     /// The `kz-callback-token` Kaizala sends with every webhook event.
     pub callback_token: Option<Secret>,
+    /// How answers are learned of: Kaizala's webhook, or polling the actions.
+    #[serde(default = "default_responses")]
+    pub responses: ResponseMode,
     /// The connectors (Kaizala applications) the bridge uses in this tenant.
     #[serde(default)]
     pub connectors: Vec<ConnectorConfig>,
@@ -274,14 +283,48 @@ pub struct CrmConfig {
     /// Entity sets watched for new and changed records, e.g. `opportunities`.
     #[serde(default = "default_entity_sets")]
     pub entity_sets: Vec<String>,
+    /// Columns read from each watched entity set (`$select`); filters and action
+    /// templates may use only these.
+    #[serde(default = "default_select")]
+    pub select: Vec<String>,
+    /// Whether change tracking is polled; the webhook alone may miss a change (Dataverse
+    /// retries a failed call only once), so turn it off only for tests.
+    #[serde(default = "default_true")]
+    pub poll: bool,
     /// How often change tracking is polled.
     #[serde(default = "default_poll_interval", with = "duration")]
     pub poll_interval: Duration,
+    /// What the first poll does with records that already exist.
+    #[serde(default = "default_baseline")]
+    pub baseline: BaselineMode,
+    /// The OAuth token endpoint; default
+    /// `https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token`.
+    pub token_url: Option<Url>,
     /// The key the CRM's webhook must present; without it the webhook route is off.
     pub webhook_key: Option<Secret>,
     /// For `HttpHeader` authentication: the header that carries `webhook_key`. Without
     /// it the key is expected as the `code` query parameter (`WebhookKey`).
     pub webhook_header: Option<String>,
+}
+
+keyword_enum! {
+    /// What the first poll of a CRM source does with the records already there.
+    pub enum BaselineMode {
+        /// Only changes from now on fire rules.
+        ChangesOnly = "changes_only",
+        /// Every existing record fires its rules once, as if it were new.
+        ExistingAsNew = "existing_as_new",
+    }
+}
+
+keyword_enum! {
+    /// How the bridge learns of answers in a tenant.
+    pub enum ResponseMode {
+        /// Kaizala calls the bridge's webhook (`server.public_url` must reach it).
+        Webhook = "webhook",
+        /// The bridge reads each outstanding action's responses on an interval.
+        Poll = "poll",
+    }
 }
 
 keyword_enum! {
@@ -348,9 +391,19 @@ pub struct TargetConfig {
     /// Id of one of that tenant's connectors.
     #[serde(default)]
     pub connector: String,
-    /// Id of a Kaizala group granted to that connector.
+    /// Id of a Kaizala group granted to that connector, when every record goes to
+    /// the same group; otherwise `group_by` and `groups` choose it.
     #[serde(default)]
     pub group: String,
+    /// An attribute of the record whose value picks the group from `groups`, e.g.
+    /// `_owningbusinessunit_value`.
+    pub group_by: Option<String>,
+    /// Attribute value → Kaizala group id, for `group_by`.
+    #[serde(default)]
+    pub groups: std::collections::BTreeMap<String, String>,
+    /// The group of a record whose `group_by` value is not in `groups`; without it
+    /// such a record gets no action (counted and logged).
+    pub fallback_group: Option<String>,
 }
 
 /// `[rules.write_back]`: the CRM activity made from each answer.
@@ -396,6 +449,31 @@ fn default_entity_sets() -> Vec<String> {
 
 fn default_poll_interval() -> Duration {
     Duration::from_secs(30)
+}
+
+fn default_select() -> Vec<String> {
+    [
+        "name",
+        "estimatedvalue",
+        "estimatedclosedate",
+        "statecode",
+        "_ownerid_value",
+        "_owningbusinessunit_value",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_baseline() -> BaselineMode {
+    BaselineMode::ChangesOnly
+}
+
+fn default_responses() -> ResponseMode {
+    ResponseMode::Webhook
 }
 
 fn default_activity() -> ActivityKind {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::*;
 
-const TEMPLATE: &str = "title = \"Qualify {{ name }}\"\n";
+const TEMPLATE: &str = "action_type = \"Survey\"\ntitle = \"Qualify {{ name }}\"\n[[questions]]\ntitle = \"Budget?\"\ntype = \"Text\"\n";
 
 /// A minimal valid configuration with one of everything.
 const VALID: &str = r#"

@@ -34,6 +34,10 @@ pub fn validate(config: &mut Config, cx: &Context, problems: &mut Problems) {
             config.kaizala.webhook_sync_interval,
         ),
         ("kaizala.quota_period", config.kaizala.quota_period),
+        (
+            "kaizala.response_poll_interval",
+            config.kaizala.response_poll_interval,
+        ),
     ] {
         if value.is_zero() {
             problems.push(key, "must be longer than 0s");
@@ -231,6 +235,24 @@ fn crm(path: &str, crm: &mut CrmConfig, cx: &Context, problems: &mut Problems) {
     if crm.poll_interval.is_zero() {
         problems.push(format!("{path}.poll_interval"), "must be longer than 0s");
     }
+    if crm.select.is_empty() {
+        problems.push(format!("{path}.select"), "at least one column is required");
+    }
+    for (i, column) in crm.select.iter().enumerate() {
+        if column.is_empty()
+            || !column
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            problems.push(
+                format!("{path}.select[{i}]"),
+                format!("{column:?} is not a column name (letters, digits and '_')"),
+            );
+        }
+    }
+    if let Some(url) = &crm.token_url {
+        http_url(&format!("{path}.token_url"), url, problems);
+    }
     if let Some(key) = &mut crm.webhook_key {
         secret(&format!("{path}.webhook_key"), key, cx, problems);
     }
@@ -254,6 +276,17 @@ fn rule(
         None => problems.push(format!("{path}.target"), "missing"),
     }
     action(&format!("{path}.action"), rule, cx, problems);
+    if !problems.covers_any(path) {
+        let select = rule
+            .trigger
+            .as_ref()
+            .and_then(|t| crm.iter().find(|c| c.id == t.crm))
+            .map(|c| c.select.clone())
+            .unwrap_or_default();
+        for problem in crate::rules::check(path, rule, &select) {
+            problems.push(problem.0, problem.1);
+        }
+    }
     match &rule.write_back {
         Some(write_back) => {
             required(
@@ -331,19 +364,53 @@ fn target(path: &str, target: &TargetConfig, tenants: &[TenantConfig], problems:
         problems.push(connector_path, unknown(&what, &target.connector, known));
         return;
     };
-    let group_path = format!("{path}.group");
-    if required(&group_path, &target.group, problems) && !connector.groups.contains(&target.group) {
-        let message = format!(
-            "group {:?} is not granted to connector {:?} (its groups: {})",
-            target.group,
-            connector.id,
-            if connector.groups.is_empty() {
-                "none".to_string()
-            } else {
-                connector.groups.join(", ")
+    let granted = |at: String, group: &str, problems: &mut Problems| {
+        if !connector.groups.iter().any(|g| g == group) {
+            let message = format!(
+                "group {group:?} is not granted to connector {:?} (its groups: {})",
+                connector.id,
+                if connector.groups.is_empty() {
+                    "none".to_string()
+                } else {
+                    connector.groups.join(", ")
+                }
+            );
+            problems.push(at, message);
+        }
+    };
+    match (&target.group_by, target.group.trim().is_empty()) {
+        (None, true) => problems.push(
+            format!("{path}.group"),
+            "missing (a group id, or group_by with groups to look it up per record)",
+        ),
+        (None, false) => {
+            granted(format!("{path}.group"), &target.group, problems);
+            if !target.groups.is_empty() || target.fallback_group.is_some() {
+                problems.push(
+                    format!("{path}.groups"),
+                    "groups and fallback_group are used only with group_by",
+                );
             }
-        );
-        problems.push(group_path, message);
+        }
+        (Some(_), false) => problems.push(
+            format!("{path}.group"),
+            "give either group (one group for every record) or group_by with groups, not both",
+        ),
+        (Some(by), true) => {
+            required(&format!("{path}.group_by"), by, problems);
+            if target.groups.is_empty() {
+                problems.push(
+                    format!("{path}.groups"),
+                    "missing (attribute value = group id, for group_by)",
+                );
+            }
+            for (value, group) in &target.groups {
+                granted(format!("{path}.groups.{value}"), group, problems);
+            }
+            if let Some(fallback) = &target.fallback_group {
+                granted(format!("{path}.fallback_group"), fallback, problems);
+            }
+        }
     }
 }
 

@@ -36,6 +36,10 @@ pub struct CrmEvent {
     /// The record's columns as known (all selected ones when polled; the changed ones
     /// from a webhook); empty for a deletion.
     pub attributes: Map<String, Value>,
+    /// True when `attributes` may leave out columns that have a value (a webhook's
+    /// Update carries only the changed ones); false when an absent column is empty.
+    #[serde(default)]
+    pub partial: bool,
 }
 
 /// The kind of activity an answer becomes.

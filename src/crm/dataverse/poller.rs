@@ -188,6 +188,7 @@ fn event_of(watch: &Watch, row: Map<String, Value>) -> Option<CrmEvent> {
             record: record(id),
             kind: ChangeKind::Deleted,
             attributes: Map::new(),
+            partial: false,
         });
     }
     let key = primary_key(&watch.entity_set);
@@ -205,6 +206,7 @@ fn event_of(watch: &Watch, row: Map<String, Value>) -> Option<CrmEvent> {
         record: record(id),
         kind,
         attributes,
+        partial: false,
     })
 }
 

@@ -184,6 +184,7 @@ fn parse(crm: &str, body: &[u8]) -> Result<Option<CrmEvent>, String> {
             entity_set,
             id,
         },
+        partial: kind == ChangeKind::Updated,
         kind,
         attributes,
     }))

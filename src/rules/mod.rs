@@ -1,0 +1,441 @@
+//! Rules: which CRM change becomes which Kaizala action in which group, and how each
+//! answer is written back. Compiled once from the configuration; `check-config`
+//! reports every template problem with its file and line.
+//!
+//! Here the CRM side and the Kaizala side meet (with `jobs/`): a [`CrmEvent`] in, a
+//! [`SendAction`] job out; a [`ResponseEvent`] in, an [`Activity`] out.
+
+pub mod action;
+pub mod filter;
+pub mod template;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Map, Value};
+
+use crate::config::{Config, Problems, RuleConfig, TriggerEvent};
+use crate::jobs::{Correlation, SendAction};
+use crate::model::{Activity, ActivityKind, ChangeKind, CrmEvent, ResponseEvent};
+pub use action::{ActionKind, ActionTemplate};
+pub use filter::Filter;
+pub use template::{TemplateId, Templates};
+
+/// `kaizala_bridge_rule_decisions_total{rule,outcome}`: how CRM events fared against
+/// each rule (`matched`, `filtered_out`, `no_group`, `incomplete`, `render_failed`).
+pub const DECISIONS_TOTAL: &str = "kaizala_bridge_rule_decisions_total";
+
+/// Names the write-back templates can use.
+pub const WRITE_BACK_NAMES: &[&str] = &[
+    "responder",
+    "answers",
+    "time",
+    "action",
+    "record",
+    "is_update",
+];
+
+/// How a rule finds its group.
+#[derive(Debug, Clone)]
+enum GroupChoice {
+    Fixed(String),
+    Lookup {
+        attribute: String,
+        groups: BTreeMap<String, String>,
+        fallback: Option<String>,
+    },
+}
+
+/// One compiled rule.
+#[derive(Debug, Clone)]
+struct Rule {
+    id: String,
+    crm: String,
+    entity_set: String,
+    on: ChangeKind,
+    filter: Option<Filter>,
+    tenant: String,
+    connector: String,
+    group: GroupChoice,
+    action: ActionTemplate,
+    activity: ActivityKind,
+    subject: TemplateId,
+    description: TemplateId,
+    /// The attributes the rule reads: a partial event lacking one cannot be judged.
+    reads: BTreeSet<String>,
+}
+
+/// What a rule made of a CRM event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Send this action.
+    Send(Box<SendAction>),
+    /// The rule applies to the event but sends nothing; why.
+    Skip {
+        /// The rule.
+        rule: String,
+        /// Why (also a metric label).
+        outcome: &'static str,
+        /// For the log.
+        detail: String,
+    },
+}
+
+/// Every rule of the configuration, compiled.
+#[derive(Debug)]
+pub struct Rules {
+    templates: Templates,
+    rules: Vec<Rule>,
+}
+
+/// A problem found while compiling a rule: key path and message.
+pub type RuleProblem = (String, String);
+
+fn compile_rule(
+    path: &str,
+    rule: &RuleConfig,
+    select: &[String],
+    templates: &mut Templates,
+) -> Result<Rule, Vec<RuleProblem>> {
+    let mut problems: Vec<RuleProblem> = Vec::new();
+    let (Some(trigger), Some(target), Some(write_back)) =
+        (&rule.trigger, &rule.target, &rule.write_back)
+    else {
+        // Reported as missing by the configuration's validation.
+        return Err(vec![(path.to_string(), "incomplete rule".into())]);
+    };
+    let filter = match trigger.filter.as_deref() {
+        Some(text) => match Filter::parse(text) {
+            Ok(filter) => Some(filter),
+            Err(e) => {
+                problems.push((format!("{path}.trigger.filter"), e.to_string()));
+                None
+            }
+        },
+        None => None,
+    };
+    let action = match ActionTemplate::load(&rule.action, path, templates) {
+        Ok(action) => Some(action),
+        Err(messages) => {
+            for message in messages {
+                problems.push((format!("{path}.action"), message));
+            }
+            None
+        }
+    };
+    let written =
+        |field: &str, source: &str, templates: &mut Templates, problems: &mut Vec<RuleProblem>| {
+            templates
+                .add(
+                    &format!("{path}:write_back.{field}"),
+                    source,
+                    "the configuration",
+                    1,
+                )
+                .map_err(|message| {
+                    let message = message
+                        .trim_start_matches("the configuration:1: ")
+                        .to_string();
+                    problems.push((format!("{path}.write_back.{field}"), message));
+                })
+                .ok()
+        };
+    let subject = written("subject", &write_back.subject, templates, &mut problems);
+    let description = written(
+        "description",
+        &write_back.description,
+        templates,
+        &mut problems,
+    );
+    let known: BTreeSet<&str> = select.iter().map(String::as_str).collect();
+    let mut reads: BTreeSet<String> = BTreeSet::new();
+    if let Some(filter) = &filter {
+        for column in filter.columns() {
+            if !known.contains(column.as_str()) {
+                problems.push((
+                    format!("{path}.trigger.filter"),
+                    format!(
+                        "reads {column:?}, which crm[].select does not fetch (it fetches: {})",
+                        select.join(", ")
+                    ),
+                ));
+            }
+            reads.insert(column);
+        }
+    }
+    if let Some(action) = &action {
+        for id in action.templates() {
+            for name in templates.variables(&id) {
+                if name == "record" {
+                    continue;
+                }
+                if !known.contains(name.as_str()) {
+                    problems.push((
+                        format!("{path}.action"),
+                        format!(
+                            "{}: uses {name:?}, which crm[].select does not fetch (it fetches: {})",
+                            templates.origin(&id),
+                            select.join(", ")
+                        ),
+                    ));
+                }
+                reads.insert(name);
+            }
+        }
+    }
+    for (field, id) in [("subject", &subject), ("description", &description)] {
+        let Some(id) = id else { continue };
+        for name in templates.variables(id) {
+            if !WRITE_BACK_NAMES.contains(&name.as_str()) {
+                problems.push((
+                    format!("{path}.write_back.{field}"),
+                    format!(
+                        "uses {name:?}; an answer's templates know: {}",
+                        WRITE_BACK_NAMES.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    let group = match &target.group_by {
+        Some(attribute) => {
+            if !known.contains(attribute.as_str()) {
+                problems.push((
+                    format!("{path}.target.group_by"),
+                    format!(
+                        "{attribute:?} is not fetched by crm[].select (it fetches: {})",
+                        select.join(", ")
+                    ),
+                ));
+            }
+            reads.insert(attribute.clone());
+            GroupChoice::Lookup {
+                attribute: attribute.clone(),
+                groups: target.groups.clone(),
+                fallback: target.fallback_group.clone(),
+            }
+        }
+        None => GroupChoice::Fixed(target.group.clone()),
+    };
+    match (problems.is_empty(), action, subject, description) {
+        (true, Some(action), Some(subject), Some(description)) => Ok(Rule {
+            id: rule.id.clone(),
+            crm: trigger.crm.clone(),
+            entity_set: trigger.entity.clone(),
+            on: match trigger.on {
+                Some(TriggerEvent::Updated) => ChangeKind::Updated,
+                _ => ChangeKind::Created,
+            },
+            filter,
+            tenant: target.tenant.clone(),
+            connector: target.connector.clone(),
+            group,
+            action,
+            activity: match write_back.activity {
+                crate::config::ActivityKind::Task => ActivityKind::Task,
+                crate::config::ActivityKind::Note => ActivityKind::Note,
+            },
+            subject,
+            description,
+            reads,
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// The template problems of one rule (its action file and write-back), for the
+/// configuration's validation; `select` is what its CRM source fetches.
+pub fn check(path: &str, rule: &RuleConfig, select: &[String]) -> Vec<RuleProblem> {
+    let mut templates = Templates::new();
+    compile_rule(path, rule, select, &mut templates)
+        .err()
+        .unwrap_or_default()
+}
+
+impl Rules {
+    /// Compiles every rule of a validated configuration.
+    pub fn compile(config: &Config) -> Result<Self, Problems> {
+        let mut templates = Templates::new();
+        let mut rules = Vec::new();
+        let mut problems = Problems::default();
+        for (i, rule) in config.rules.iter().enumerate() {
+            let select = rule
+                .trigger
+                .as_ref()
+                .and_then(|t| config.crm.iter().find(|c| c.id == t.crm))
+                .map(|c| c.select.clone())
+                .unwrap_or_default();
+            match compile_rule(&format!("rules[{i}]"), rule, &select, &mut templates) {
+                Ok(rule) => rules.push(rule),
+                Err(found) => {
+                    for (path, message) in found {
+                        problems.push(path, message);
+                    }
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(Self { templates, rules })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Whether any rule listens to `crm`'s `entity_set`.
+    pub fn watches(&self, crm: &str, entity_set: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.crm == crm && r.entity_set == entity_set)
+    }
+
+    /// What every rule of the event's source and entity set makes of it.
+    pub fn decide(&self, event: &CrmEvent) -> Vec<Decision> {
+        let record = &event.record;
+        let mut decisions = Vec::new();
+        for rule in &self.rules {
+            if rule.crm != record.crm
+                || rule.entity_set != record.entity_set
+                || rule.on != event.kind
+            {
+                continue;
+            }
+            let decision = self.decide_one(rule, event);
+            let outcome = match &decision {
+                Decision::Send(_) => "matched",
+                Decision::Skip { outcome, .. } => outcome,
+            };
+            metrics::counter!(DECISIONS_TOTAL, "rule" => rule.id.clone(), "outcome" => outcome)
+                .increment(1);
+            decisions.push(decision);
+        }
+        decisions
+    }
+
+    fn decide_one(&self, rule: &Rule, event: &CrmEvent) -> Decision {
+        let skip = |outcome: &'static str, detail: String| Decision::Skip {
+            rule: rule.id.clone(),
+            outcome,
+            detail,
+        };
+        if event.partial {
+            let missing: Vec<&String> = rule
+                .reads
+                .iter()
+                .filter(|c| !event.attributes.contains_key(*c))
+                .collect();
+            if !missing.is_empty() {
+                return skip(
+                    "incomplete",
+                    format!(
+                        "the event does not carry {missing:?}; change tracking will show the whole record"
+                    ),
+                );
+            }
+        }
+        if let Some(filter) = &rule.filter {
+            if !filter.matches(&event.attributes) {
+                return skip("filtered_out", "the filter does not hold".into());
+            }
+        }
+        let group = match &rule.group {
+            GroupChoice::Fixed(group) => group.clone(),
+            GroupChoice::Lookup {
+                attribute,
+                groups,
+                fallback,
+            } => {
+                let value = match event.attributes.get(attribute) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Null) | None => String::new(),
+                    Some(other) => other.to_string(),
+                };
+                match groups.get(&value).or(fallback.as_ref()) {
+                    Some(group) => group.clone(),
+                    None => {
+                        return skip(
+                            "no_group",
+                            format!("{attribute} = {value:?} is not in target.groups and there is no fallback_group"),
+                        )
+                    }
+                }
+            }
+        };
+        let context = record_context(event);
+        let action = match rule.action.render(&self.templates, &context) {
+            Ok(action) => action,
+            Err(error) => return skip("render_failed", error),
+        };
+        let kind = match event.kind {
+            ChangeKind::Created => "created",
+            ChangeKind::Updated => "updated",
+            ChangeKind::Deleted => "deleted",
+        };
+        let record = event.record.clone();
+        Decision::Send(Box::new(SendAction {
+            rule: rule.id.clone(),
+            tenant: rule.tenant.clone(),
+            connector: rule.connector.clone(),
+            group,
+            action: action.request_body(),
+            idempotency_key: format!(
+                "{}/{}/{}/{}/{kind}",
+                rule.id, record.crm, record.entity_set, record.id
+            ),
+            record,
+            activity: rule.activity,
+        }))
+    }
+
+    /// The activity an answer becomes: the rule's write-back templates over the
+    /// answer, or, when the rule is no longer configured or a template cannot be
+    /// rendered, a plain summary (an answer is never lost to a template).
+    pub fn activity(
+        &self,
+        correlation: &Correlation,
+        response: &ResponseEvent,
+        time: &str,
+    ) -> Activity {
+        let fallback = || crate::jobs::record_response::default_activity(correlation, response);
+        let Some(rule) = self.rules.iter().find(|r| r.id == correlation.rule) else {
+            return fallback();
+        };
+        let context = json!({
+            "responder": { "name": response.responder_name, "phone": response.responder },
+            "answers": response.answers,
+            "time": time,
+            "action": { "title": correlation.title, "group": correlation.group, "id": response.action_id },
+            "record": correlation.record,
+            "is_update": response.is_update,
+        });
+        let subject = self.templates.render(&rule.subject, &context);
+        let description = self.templates.render(&rule.description, &context);
+        match (subject, description) {
+            (Ok(subject), Ok(description)) => Activity {
+                kind: correlation.activity,
+                regarding: correlation.record.clone(),
+                subject: subject.trim().to_string(),
+                description: description.trim_end().to_string(),
+                source_key: response.source_key(),
+            },
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(rule = %rule.id, error = %e, "a write-back template failed; writing a plain summary");
+                fallback()
+            }
+        }
+    }
+}
+
+/// What action templates see: the record's attributes (empty ones left out, so they
+/// print as nothing) and `record` (crm, entity_set, id).
+fn record_context(event: &CrmEvent) -> Value {
+    let mut context: Map<String, Value> = event
+        .attributes
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    context.insert("record".into(), json!(event.record));
+    Value::Object(context)
+}
+
+#[cfg(test)]
+mod tests;
