@@ -35,6 +35,7 @@ enum Dependency {
 pub struct Readiness {
     dependencies: Vec<Dependency>,
     draining: AtomicBool,
+    workers: std::sync::OnceLock<crate::queue::Queue>,
 }
 
 /// The answer of `GET /readyz`.
@@ -85,7 +86,14 @@ impl Readiness {
         Ok(Self {
             dependencies: vec![queue],
             draining: AtomicBool::new(false),
+            workers: std::sync::OnceLock::new(),
         })
+    }
+
+    /// From now on a stalled queue (ready jobs ageing while none finishes) makes the
+    /// process not ready, so an orchestrator restarts it.
+    pub fn watch_workers(&self, queue: crate::queue::Queue) {
+        let _ = self.workers.set(queue);
     }
 
     /// From now on the process reports itself not ready: it is shutting down.
@@ -98,6 +106,16 @@ impl Readiness {
         let mut dependencies = Vec::with_capacity(self.dependencies.len());
         for dependency in &self.dependencies {
             dependencies.push(dependency.probe().await);
+        }
+        if let Some(queue) = self.workers.get() {
+            let stalled = queue.stalled();
+            dependencies.push(DependencyReport {
+                name: "workers",
+                kind: "queue",
+                state: if stalled.is_none() { "up" } else { "down" },
+                latency_ms: 0,
+                error: stalled,
+            });
         }
         let status = if self.draining.load(Ordering::SeqCst) {
             "draining"

@@ -15,14 +15,27 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, QueueBackend};
+use std::collections::HashMap;
+
+use crate::config::{BaselineMode, Config, CrmConfig, QueueBackend, ResponseMode};
+use crate::crm::dataverse::poller::{Baseline, Watch};
 use crate::crm::dataverse::webhook::{DataverseReceiver, Source as WebhookSource};
+use crate::crm::dataverse::{DataverseSink, EntraCredentials, WebApi};
 use crate::crm::CrmEventSink;
+use crate::crm::CrmSink;
 use crate::http::{self, AppState};
+use crate::jobs::{
+    Correlations, Intake, RecordResponse, RecordResponseHandler, SendAction, SendActionHandler,
+};
 use crate::kaizala::subscriptions::Managed;
 use crate::kaizala::{EventSink, Receiver};
+use crate::queue::{Handler, Queue};
 use crate::readiness::{Readiness, ReadinessError};
+use crate::rules::Rules;
+use crate::store::Store;
 use crate::{shutdown, telemetry};
+
+pub mod loops;
 use secrecy::SecretString;
 
 /// The service could not start or failed while running.
@@ -56,6 +69,21 @@ pub enum AppError {
     /// The durable store could not be opened.
     #[error(transparent)]
     Store(crate::store::StoreError),
+    /// The rules do not compile (check-config reports the same).
+    #[error("the rules are not valid:\n{0}")]
+    Rules(crate::config::Problems),
+    /// The job queue could not be opened.
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
+    /// The rate gate could not be set up.
+    #[error(transparent)]
+    Gate(#[from] crate::ratelimit::GateError),
+    /// A Kaizala client could not be built.
+    #[error(transparent)]
+    Kaizala(#[from] crate::kaizala::KaizalaError),
+    /// A Dataverse client could not be built.
+    #[error(transparent)]
+    Dataverse(#[from] crate::crm::dataverse::DataverseError),
     /// The HTTP server stopped with an error.
     #[error("the HTTP server failed: {0}")]
     Serve(io::Error),
@@ -71,6 +99,19 @@ pub struct Components {
     pub kaizala_sink: Option<Arc<dyn EventSink>>,
     /// Takes the events of the Dataverse webhook receiver; without one it is off.
     pub crm_sink: Option<Arc<dyn CrmEventSink>>,
+    /// Serve health, readiness and metrics alone: no queue, worker or poller (tests
+    /// of the service itself, which need no backend to answer).
+    pub service_only: bool,
+}
+
+/// What `run` does besides serving HTTP: the queue's workers and maintenance, and
+/// the polling loops.
+struct Daemon {
+    queue: Queue,
+    send: Arc<SendActionHandler>,
+    record: Arc<RecordResponseHandler>,
+    crm_polls: Vec<loops::CrmPolling>,
+    response_polls: Vec<loops::ResponsePolling>,
 }
 
 /// A bound, ready-to-run bridge.
@@ -81,6 +122,71 @@ pub struct Application {
     readiness: Arc<Readiness>,
     shutdown_grace: Duration,
     reconciler: Option<(Vec<Managed>, Duration)>,
+    daemon: Option<Daemon>,
+}
+
+/// The callback tokens of the tenants that have one.
+fn callback_tokens(config: &Config) -> HashMap<String, SecretString> {
+    config
+        .tenants
+        .iter()
+        .filter_map(|t| {
+            let token = t.callback_token.as_ref()?.expose().to_string();
+            Some((t.id.clone(), SecretString::from(token)))
+        })
+        .collect()
+}
+
+/// The webhook sources of the CRMs that have a webhook key.
+fn webhook_sources(config: &Config) -> HashMap<String, WebhookSource> {
+    config
+        .crm
+        .iter()
+        .filter_map(|c| {
+            let key = SecretString::from(c.webhook_key.as_ref()?.expose().to_string());
+            let source = WebhookSource {
+                key,
+                header: c.webhook_header.clone(),
+                entity_sets: c.entity_sets.clone(),
+            };
+            Some((c.id.clone(), source))
+        })
+        .collect()
+}
+
+/// A Web API client of one `[[crm]]` source.
+fn web_api(crm: &CrmConfig, timeout: Duration) -> Result<WebApi, AppError> {
+    let url = crm
+        .url
+        .as_ref()
+        .map(|u| u.as_str().trim_end_matches('/').to_string());
+    let url = url.unwrap_or_default();
+    let token_url = match &crm.token_url {
+        Some(token_url) => token_url.to_string(),
+        None => format!(
+            "https://login.microsoftonline.com/{}/oauth2/v2.0/token",
+            crm.tenant_id
+        ),
+    };
+    let credentials = EntraCredentials {
+        token_url,
+        client_id: crm.client_id.clone(),
+        client_secret: crm.client_secret.clone(),
+        scope: format!("{url}/.default"),
+    };
+    Ok(WebApi::new(&crm.id, &url, credentials, timeout)?)
+}
+
+/// A name for this process in leases: host, pid and a nonce.
+fn process_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }
 
 impl Application {
@@ -89,7 +195,9 @@ impl Application {
         Self::build_with(config, Components::default()).await
     }
 
-    /// Like [`Application::build`], with parts supplied by the caller.
+    /// Like [`Application::build`], with parts supplied by the caller. When a sink is
+    /// supplied, the receivers hand their events to it and no queue, worker or poller
+    /// runs (tests of a receiver alone); otherwise the whole bridge is built.
     pub async fn build_with(config: &Config, components: Components) -> Result<Self, AppError> {
         tracing::debug!(?config, "configuration loaded");
         if config.queue.backend == QueueBackend::Sqlite {
@@ -109,55 +217,48 @@ impl Application {
         }
         let readiness = Arc::new(Readiness::for_config(config)?);
         telemetry::metrics();
-        // The durable store is opened when something needs it: the Kaizala receiver's
-        // event ids and the connectors' learned credentials.
-        let store = match components.kaizala_sink {
-            Some(_) => Some(crate::store::open(config).await.map_err(AppError::Store)?),
-            None => None,
-        };
-        let kaizala = components
-            .kaizala_sink
-            .zip(store.clone())
-            .map(|(sink, store)| {
-                let tokens = config
-                    .tenants
-                    .iter()
-                    .filter_map(|t| {
-                        let token = t.callback_token.as_ref()?.expose().to_string();
-                        Some((t.id.clone(), SecretString::from(token)))
-                    })
-                    .collect();
-                Arc::new(Receiver::new(tokens, store, config.kaizala.dedup_ttl, sink))
-            });
-        // Registering webhooks only makes sense while something receives their events.
-        let reconciler = match (&store, &config.server.public_url) {
-            (Some(store), Some(_)) => {
-                let managed = crate::kaizala::subscriptions::managed(config, store.clone())
-                    .map_err(AppError::Subscriptions)?;
-                Some((managed, config.kaizala.webhook_sync_interval))
-            }
-            _ => None,
-        };
-        let dataverse = components.crm_sink.map(|sink| {
-            let sources = config
-                .crm
-                .iter()
-                .filter_map(|c| {
-                    let key = SecretString::from(c.webhook_key.as_ref()?.expose().to_string());
-                    let source = WebhookSource {
-                        key,
-                        header: c.webhook_header.clone(),
-                        entity_sets: c.entity_sets.clone(),
-                    };
-                    Some((c.id.clone(), source))
-                })
-                .collect();
-            Arc::new(DataverseReceiver::new(sources, sink))
-        });
-        let state = AppState {
-            readiness: readiness.clone(),
-            kaizala,
-            dataverse,
+        let supplied = components.kaizala_sink.is_some()
+            || components.crm_sink.is_some()
+            || components.service_only;
+        let (state, reconciler, daemon) = if supplied {
+            // The store only where something needs it: a service test may point at a
+            // Redis that never answers.
+            let store = match &components.kaizala_sink {
+                Some(_) => Some(crate::store::open(config).await.map_err(AppError::Store)?),
+                None => None,
+            };
+            let kaizala = components
+                .kaizala_sink
+                .zip(store.clone())
+                .map(|(sink, store)| {
+                    let tokens = callback_tokens(config);
+                    Arc::new(Receiver::new(
+                        tokens,
+                        store.clone(),
+                        config.kaizala.dedup_ttl,
+                        sink,
+                    ))
+                });
+            let reconciler = match (&store, &config.server.public_url) {
+                (Some(store), Some(_)) => {
+                    let managed = crate::kaizala::subscriptions::managed(config, store.clone())
+                        .map_err(AppError::Subscriptions)?;
+                    Some((managed, config.kaizala.webhook_sync_interval))
+                }
+                _ => None,
+            };
+            let dataverse = components
+                .crm_sink
+                .map(|sink| Arc::new(DataverseReceiver::new(webhook_sources(config), sink)));
+            let state = AppState {
+                readiness: readiness.clone(),
+                kaizala,
+                dataverse,
+            };
+            (state, reconciler, None)
+        } else {
+            let store = crate::store::open(config).await.map_err(AppError::Store)?;
+            Self::bridge(config, store, &readiness).await?
         };
         let router = http::router(state, &config.server);
         let address = config.server.listen;
@@ -174,7 +275,114 @@ impl Application {
             readiness,
             shutdown_grace: config.server.shutdown_grace,
             reconciler,
+            daemon,
         })
+    }
+
+    /// The whole bridge: rules, queue, rate gate, clients, receivers feeding the
+    /// queue, handlers and pollers.
+    async fn bridge(
+        config: &Config,
+        store: Arc<dyn Store>,
+        readiness: &Arc<Readiness>,
+    ) -> Result<(AppState, Option<(Vec<Managed>, Duration)>, Option<Daemon>), AppError> {
+        let rules = Arc::new(Rules::compile(config).map_err(AppError::Rules)?);
+        let queue = Queue::open(config, store.clone()).await?;
+        let gate = crate::ratelimit::for_config(config).await?;
+        let clients = crate::kaizala::client::clients(config, store.clone(), Some(gate))?;
+        let intake = Arc::new(Intake::new(queue.clone(), rules.clone()));
+        let correlations = Correlations::new(store.clone());
+        let receiver = Arc::new(Receiver::new(
+            callback_tokens(config),
+            store.clone(),
+            config.kaizala.dedup_ttl,
+            intake.clone(),
+        ));
+        let dataverse = Arc::new(DataverseReceiver::new(
+            webhook_sources(config),
+            intake.clone(),
+        ));
+        let mut sinks: HashMap<String, Arc<dyn CrmSink>> = HashMap::new();
+        let mut crm_polls = Vec::new();
+        let holder = process_name();
+        for crm in &config.crm {
+            let timeout = config.kaizala.request_timeout;
+            sinks.insert(
+                crm.id.clone(),
+                Arc::new(DataverseSink::new(&crm.id, web_api(crm, timeout)?)),
+            );
+            let watches: Vec<Watch> = crm
+                .entity_sets
+                .iter()
+                .filter(|set| rules.watches(&crm.id, set))
+                .map(|set| Watch {
+                    crm: crm.id.clone(),
+                    entity_set: set.clone(),
+                    select: crm.select.clone(),
+                    baseline: match crm.baseline {
+                        BaselineMode::ChangesOnly => Baseline::ChangesOnly,
+                        BaselineMode::ExistingAsNew => Baseline::ExistingAsNew,
+                    },
+                })
+                .collect();
+            if crm.poll && !watches.is_empty() {
+                crm_polls.push(loops::CrmPolling {
+                    crm: crm.id.clone(),
+                    api: Arc::new(web_api(crm, timeout)?),
+                    watches,
+                    interval: crm.poll_interval,
+                    sink: intake.clone(),
+                    store: store.clone(),
+                    holder: holder.clone(),
+                });
+            }
+        }
+        let response_polls = config
+            .tenants
+            .iter()
+            .filter(|t| t.responses == ResponseMode::Poll)
+            .map(|t| loops::ResponsePolling {
+                tenant: t.id.clone(),
+                clients: clients
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&format!("{}/", t.id)))
+                    .map(|(k, c)| (k.clone(), c.clone()))
+                    .collect(),
+                receiver: receiver.clone(),
+                correlations: correlations.clone(),
+                interval: config.kaizala.response_poll_interval,
+                grace: config.kaizala.response_poll_grace,
+            })
+            .collect();
+        let wants_webhooks = config
+            .tenants
+            .iter()
+            .any(|t| t.responses == ResponseMode::Webhook);
+        let reconciler = match (&config.server.public_url, wants_webhooks) {
+            (Some(_), true) => Some((
+                crate::kaizala::subscriptions::managed_with(config, &clients)
+                    .map_err(AppError::Subscriptions)?,
+                config.kaizala.webhook_sync_interval,
+            )),
+            _ => None,
+        };
+        readiness.watch_workers(queue.clone());
+        let daemon = Daemon {
+            send: Arc::new(
+                SendActionHandler::new(clients, correlations.clone())
+                    .with_hold(config.queue.attempt_timeout + Duration::from_secs(5)),
+            ),
+            record: Arc::new(RecordResponseHandler::new(sinks, correlations).with_rules(rules)),
+            queue,
+            crm_polls,
+            response_polls,
+        };
+        let state = AppState {
+            readiness: readiness.clone(),
+            kaizala: Some(receiver),
+            dataverse: Some(dataverse),
+        };
+        Ok((state, reconciler, Some(daemon)))
     }
 
     /// The address actually bound (the real port when the configuration said 0).
@@ -192,6 +400,27 @@ impl Application {
                 interval,
                 shutdown.clone(),
             ));
+        }
+        let mut workers = tokio::task::JoinSet::new();
+        if let Some(daemon) = self.daemon {
+            let grace = self.shutdown_grace;
+            let queue = daemon.queue.clone();
+            let stop = shutdown.clone();
+            let send: Arc<dyn Handler<SendAction>> = daemon.send;
+            workers.spawn(async move { queue.work(send, stop, grace).await });
+            let queue = daemon.queue.clone();
+            let stop = shutdown.clone();
+            let record: Arc<dyn Handler<RecordResponse>> = daemon.record;
+            workers.spawn(async move { queue.work(record, stop, grace).await });
+            let queue = daemon.queue.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move { queue.maintain(stop).await });
+            for polling in daemon.crm_polls {
+                tokio::spawn(loops::poll_crm(polling, shutdown.clone()));
+            }
+            for polling in daemon.response_polls {
+                tokio::spawn(loops::poll_responses_loop(polling, shutdown.clone()));
+            }
         }
         let readiness = self.readiness.clone();
         let stop = shutdown.clone();
@@ -211,6 +440,9 @@ impl Application {
                 tracing::warn!(?grace, "in-flight requests outlived the shutdown grace period; stopping anyway");
             }
         }
+        // The workers finish the jobs in flight within the grace period (each gives
+        // up after it); whatever is unfinished is taken again after a restart.
+        while workers.join_next().await.is_some() {}
         tracing::info!("stopped");
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! and after the POST, so an uncertain outcome can be told apart from a failure.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,13 @@ pub struct Correlation {
     pub record: CrmRecordRef,
     /// What answers become.
     pub activity: ActivityKind,
+    /// When the action stops taking answers (epoch ms), when known: response polling
+    /// reads it until then plus a grace period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_ms: Option<i64>,
+    /// Response polling is done with it (past due and grace).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub polled_out: bool,
 }
 
 /// Correlations in the state store (shared by replicas on Redis).
@@ -90,6 +98,43 @@ impl Correlations {
             },
         )
         .await
+    }
+
+    /// Holds `key` for `holder` for at most `ttl`; false when another holds it.
+    pub async fn hold(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.store
+            .put_if_absent(namespaces::POSTING, key, holder, Some(ttl))
+            .await
+    }
+
+    /// Lets go of `key` if `holder` still holds it.
+    pub async fn release(&self, key: &str, holder: &str) -> Result<(), StoreError> {
+        if self.store.get(namespaces::POSTING, key).await?.as_deref() == Some(holder) {
+            self.store.delete(namespaces::POSTING, key).await?;
+        }
+        Ok(())
+    }
+
+    /// Every action of ours with what it was sent for (response polling).
+    pub async fn actions(&self) -> Result<Vec<(String, Correlation)>, StoreError> {
+        let listed = self.store.list(namespaces::ACTIONS).await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|(id, text)| Some((id, serde_json::from_str(&text).ok()?)))
+            .collect())
+    }
+
+    /// Marks action `action_id` as no longer polled for answers; it stays ours, so a
+    /// late answer by webhook is still recorded.
+    pub async fn stop_polling(&self, action_id: &str) -> Result<(), StoreError> {
+        let Some(mut correlation) = self.action(action_id).await? else {
+            return Ok(());
+        };
+        correlation.polled_out = true;
+        let text = serde_json::to_string(&correlation).expect("plain data serializes");
+        self.store
+            .put(namespaces::ACTIONS, action_id, &text, None)
+            .await
     }
 
     /// What `action_id` was sent for, when it is ours.

@@ -4,6 +4,7 @@
 //! exactly-once effects (DESIGN.md, Delivery guarantees).
 
 pub mod correlation;
+pub mod intake;
 pub mod record_response;
 pub mod send_action;
 
@@ -13,6 +14,7 @@ use crate::model::{ActivityKind, CrmRecordRef, ResponseEvent};
 use crate::queue::{Job, JobError, JobKind};
 
 pub use correlation::{Correlation, Correlations, PostState};
+pub use intake::Intake;
 pub use record_response::RecordResponseHandler;
 pub use send_action::SendActionHandler;
 
@@ -49,6 +51,9 @@ pub struct RecordResponse {
     pub tenant: String,
     /// The answer.
     pub response: ResponseEvent,
+    /// When it was given (RFC 3339), for the activity's templates.
+    #[serde(default)]
+    pub time: String,
 }
 
 impl Job for RecordResponse {

@@ -9,6 +9,7 @@ use super::{crm_failure, store_failure, Correlation, Correlations, RecordRespons
 use crate::crm::CrmSink;
 use crate::model::{Activity, ResponseEvent};
 use crate::queue::{Handler, HandlerFuture, JobError};
+use crate::rules::Rules;
 
 /// `kaizala_bridge_responses_total{outcome}`: answers recorded, already there, or not
 /// to an action of ours.
@@ -22,6 +23,7 @@ const NOT_OURS_AFTER: u32 = 3;
 pub struct RecordResponseHandler {
     sinks: HashMap<String, Arc<dyn CrmSink>>,
     correlations: Correlations,
+    rules: Option<Arc<Rules>>,
 }
 
 impl RecordResponseHandler {
@@ -30,7 +32,15 @@ impl RecordResponseHandler {
         Self {
             sinks,
             correlations,
+            rules: None,
         }
+    }
+
+    /// Writes activities with the rules' write-back templates (without, a plain
+    /// summary).
+    pub fn with_rules(mut self, rules: Arc<Rules>) -> Self {
+        self.rules = Some(rules);
+        self
     }
 
     async fn record(&self, job: &RecordResponse, attempt: u32) -> Result<(), JobError> {
@@ -57,7 +67,10 @@ impl RecordResponseHandler {
                 correlation.record.crm
             ))
         })?;
-        let activity = default_activity(&correlation, response);
+        let activity = match &self.rules {
+            Some(rules) => rules.activity(&correlation, response, &job.time),
+            None => default_activity(&correlation, response),
+        };
         let written = sink.write_activity(&activity).await.map_err(crm_failure)?;
         let outcome = match written {
             crate::crm::Written::Created(_) => "recorded",

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -32,7 +33,12 @@ pub const ACTIONS_TOTAL: &str = "kaizala_bridge_actions_total";
 pub struct SendActionHandler {
     clients: HashMap<String, Arc<KaizalaClient>>,
     correlations: Correlations,
+    hold: Duration,
 }
+
+/// How long one attempt holds an idempotency key by default: the queue's default
+/// `attempt_timeout`, after which the attempt is surely over.
+const DEFAULT_HOLD: Duration = Duration::from_secs(150);
 
 impl SendActionHandler {
     /// A handler posting through `clients` (keyed `tenant/connector`).
@@ -40,10 +46,39 @@ impl SendActionHandler {
         Self {
             clients,
             correlations,
+            hold: DEFAULT_HOLD,
         }
     }
 
+    /// Holds a key for at most `hold` per attempt (the queue's `attempt_timeout`).
+    pub fn with_hold(mut self, hold: Duration) -> Self {
+        self.hold = hold;
+        self
+    }
+
+    /// Two jobs with one key (the CRM webhook and the poll saw the same record) must
+    /// not post side by side: each attempt first holds the key, atomically and for a
+    /// bounded time, so one posts while the other waits and then finds it sent.
     async fn send(&self, job: &SendAction) -> Result<(), JobError> {
+        let key = &job.idempotency_key;
+        let me = uuid::Uuid::new_v4().to_string();
+        let held = self
+            .correlations
+            .hold(key, &me, self.hold)
+            .await
+            .map_err(store_failure)?;
+        if !held {
+            return Err(JobError::Retry {
+                reason: format!("another attempt is posting {key}"),
+                after: Some(Duration::from_millis(500)),
+            });
+        }
+        let result = self.send_held(job).await;
+        let _ = self.correlations.release(key, &me).await;
+        result
+    }
+
+    async fn send_held(&self, job: &SendAction) -> Result<(), JobError> {
         let key = &job.idempotency_key;
         let client_key = format!("{}/{}", job.tenant, job.connector);
         let client = self.clients.get(&client_key).ok_or_else(|| {
@@ -65,6 +100,8 @@ impl SendActionHandler {
             title: title.clone(),
             record: job.record.clone(),
             activity: job.activity,
+            due_ms: due_hours(&body).map(|h| now_ms() + h * 3_600_000),
+            polled_out: false,
         };
         match self.correlations.state(key).await.map_err(store_failure)? {
             Some(PostState::Sent { .. }) => {
@@ -148,6 +185,15 @@ impl SendActionHandler {
         }
         Ok(None)
     }
+}
+
+/// Hours the action stays open, as its body says (`dueDate` of surveys and jobs,
+/// `expiryInHours` of polls).
+fn due_hours(body: &Value) -> Option<i64> {
+    let inner = &body["actionBody"];
+    inner["dueDate"]
+        .as_i64()
+        .or_else(|| inner["expiryInHours"].as_i64())
 }
 
 /// The body with the key's invisible question added (surveys carry questions; for

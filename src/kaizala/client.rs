@@ -384,3 +384,50 @@ impl KaizalaClient {
         metrics::counter!(CALLS_TOTAL, &labels).increment(1);
     }
 }
+
+/// A client for every connector of `config`, keyed `tenant/connector`, learning and
+/// keeping credentials in `store`; with `gate`, every call takes permits from the
+/// connector's quota and its tenant's first.
+pub fn clients(
+    config: &crate::config::Config,
+    store: Arc<dyn crate::store::Store>,
+    gate: Option<Arc<dyn RateGate>>,
+) -> Result<std::collections::HashMap<String, Arc<KaizalaClient>>, KaizalaError> {
+    let learned = super::credentials::Credentials::new(store);
+    let options = ClientOptions {
+        timeout: config.kaizala.request_timeout,
+        refresh_margin: config.kaizala.token_refresh_margin,
+    };
+    let period = config.kaizala.quota_period;
+    let mut clients = std::collections::HashMap::new();
+    for tenant in &config.tenants {
+        for connector in &tenant.connectors {
+            let key = format!("{}/{}", tenant.id, connector.id);
+            let credentials = ConnectorCredentials {
+                key: key.clone(),
+                application_id: connector.application_id.clone(),
+                application_secret: connector.application_secret.clone(),
+                refresh_token: connector.refresh_token.clone(),
+                api_root: connector.api_root.clone(),
+            };
+            let client = KaizalaClient::new(credentials, learned.clone(), &options)?;
+            let client = match &gate {
+                Some(gate) => client.with_gate(
+                    gate.clone(),
+                    vec![
+                        Quota::connector(
+                            &tenant.id,
+                            &connector.id,
+                            connector.rate_limit_per_minute,
+                            period,
+                        ),
+                        Quota::tenant(&tenant.id, tenant.rate_limit_per_minute, period),
+                    ],
+                ),
+                None => client,
+            };
+            clients.insert(key, Arc::new(client));
+        }
+    }
+    Ok(clients)
+}

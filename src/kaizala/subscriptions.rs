@@ -140,7 +140,7 @@ pub struct Managed {
     /// Connector id.
     pub connector: String,
     /// Its client.
-    pub client: KaizalaClient,
+    pub client: Arc<KaizalaClient>,
     /// What its webhooks should be.
     pub desired: Desired,
 }
@@ -159,28 +159,34 @@ pub enum SyncSetupError {
     Client(#[from] KaizalaError),
 }
 
-/// Every connector of `config` with the webhooks it manages. A group granted to
-/// several connectors of a tenant is managed by the first that lists it.
+/// Every connector of `config` with the webhooks it manages, each with a client of
+/// its own. A group granted to several connectors of a tenant is managed by the first
+/// that lists it.
 pub fn managed(
     config: &crate::config::Config,
     store: Arc<dyn crate::store::Store>,
 ) -> Result<Vec<Managed>, SyncSetupError> {
-    use super::auth::ConnectorCredentials;
-    use super::client::ClientOptions;
-    use super::credentials::Credentials;
+    let clients = super::client::clients(config, store, None)?;
+    managed_with(config, &clients)
+}
 
+/// Like [`managed`], through the clients already built (keyed `tenant/connector`), so
+/// that webhook calls pass the same rate gate as everything else.
+pub fn managed_with(
+    config: &crate::config::Config,
+    clients: &std::collections::HashMap<String, Arc<KaizalaClient>>,
+) -> Result<Vec<Managed>, SyncSetupError> {
     let public_url = config
         .server
         .public_url
         .as_ref()
         .ok_or(SyncSetupError::NoPublicUrl)?;
-    let credentials_store = Credentials::new(store);
-    let options = ClientOptions {
-        timeout: config.kaizala.request_timeout,
-        refresh_margin: config.kaizala.token_refresh_margin,
-    };
     let mut managed = Vec::new();
     for (t, tenant) in config.tenants.iter().enumerate() {
+        if tenant.responses == crate::config::ResponseMode::Poll {
+            // Answers are polled in this tenant: it wants no webhooks.
+            continue;
+        }
         let token = tenant
             .callback_token
             .as_ref()
@@ -208,17 +214,14 @@ pub fn managed(
                 .filter(|g| !groups.contains(*g))
                 .cloned()
                 .collect();
-            let credentials = ConnectorCredentials {
-                key: format!("{}/{}", tenant.id, connector.id),
-                application_id: connector.application_id.clone(),
-                application_secret: connector.application_secret.clone(),
-                refresh_token: connector.refresh_token.clone(),
-                api_root: connector.api_root.clone(),
+            let key = format!("{}/{}", tenant.id, connector.id);
+            let Some(client) = clients.get(&key) else {
+                continue;
             };
             managed.push(Managed {
                 tenant: tenant.id.clone(),
                 connector: connector.id.clone(),
-                client: KaizalaClient::new(credentials, credentials_store.clone(), &options)?,
+                client: client.clone(),
                 desired: Desired {
                     tenant: tenant.id.clone(),
                     callback_url: url.to_string(),

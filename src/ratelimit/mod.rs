@@ -78,3 +78,16 @@ pub trait RateGate: Send + Sync {
     /// Holds every caller of `key` back for `duration` (Kaizala answered 429).
     fn pause<'a>(&'a self, key: &'a str, duration: Duration) -> GateFuture<'a>;
 }
+
+/// The gate the configuration asks for: shared in Redis when the queue is there (so
+/// replicas together stay within the quotas), in this process otherwise.
+pub async fn for_config(
+    config: &crate::config::Config,
+) -> Result<std::sync::Arc<dyn RateGate>, GateError> {
+    Ok(match config.queue.backend {
+        crate::config::QueueBackend::Sqlite => std::sync::Arc::new(LocalGate::new()),
+        crate::config::QueueBackend::Redis => std::sync::Arc::new(
+            RedisGate::connect(config.queue.redis_url(), crate::store::REDIS_PREFIX).await?,
+        ),
+    })
+}

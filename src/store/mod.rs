@@ -81,6 +81,10 @@ pub mod namespaces {
     pub const DEAD_LETTERS: &str = "dead-letter";
     /// Kaizala action id → what the action was sent for.
     pub const ACTIONS: &str = "action";
+    /// Idempotency keys an attempt is posting right now (held with a ttl).
+    pub const POSTING: &str = "posting";
+    /// Leases: which replica does a singular job (polls a CRM source) for now.
+    pub const LEASES: &str = "lease";
 }
 
 /// Remembers event ids for a while so a repeat is handed on once, shared by every

@@ -300,9 +300,13 @@ async fn malformed_oversized_and_misaddressed_deliveries_get_their_status() {
 }
 
 #[tokio::test]
-async fn without_a_sink_the_receiver_is_off() {
+async fn with_only_the_service_the_receiver_is_off() {
     let dir = ConfigDir::new(BASE);
-    let app = TestApp::spawn(&dir.load()).await;
+    let components = Components {
+        service_only: true,
+        ..Components::default()
+    };
+    let app = TestApp::spawn_with(&dir.load(), components).await;
     assert_eq!(
         app.get("/webhooks/kaizala/contoso?validationToken=x")
             .await
@@ -322,4 +326,55 @@ async fn without_a_sink_the_receiver_is_off() {
         404,
         "nothing is acknowledged that nothing would keep"
     );
+}
+
+#[tokio::test]
+async fn in_run_the_receiver_hands_answers_to_the_durable_queue() {
+    let dir = ConfigDir::new(BASE);
+    let config = dir.load();
+    let app = TestApp::spawn(&config).await;
+    assert_eq!(
+        app.get("/webhooks/kaizala/contoso?validationToken=x")
+            .await
+            .status(),
+        200
+    );
+    let event = json!({
+        "subscriptionId": "s", "objectId": "g-1", "objectType": "Group", "eventType": "SurveyResponse",
+        "eventId": "e-queued-1", "data": { "actionId": "a-1", "groupId": "g-1", "responseId": "r-1",
+        "responder": "+15550001", "responderName": "Asha", "isAnonymous": false,
+        "responseDetails": { "responseWithQuestions": [
+            { "title": "Budget?", "type": "Text", "answer": "Yes", "isInvisible": false } ] } } });
+    let response = app
+        .client
+        .post(app.url("/webhooks/kaizala/contoso"))
+        .header("kz-callback-token", TOKEN)
+        .json(&event)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    assert_eq!(status, 200, "{}", response.text().await.unwrap());
+    // The answer is a RecordResponse job now: an action that is not ours is tried a
+    // few times and then counted, never lost silently.
+    let store = kaizala_bridge::store::open(&config).await.unwrap();
+    let queue = kaizala_bridge::queue::Queue::open(&config, store)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        if metrics.contains("kaizala_bridge_responses_total{outcome=\"not_ours\"} 1") {
+            break;
+        }
+        let depth = queue
+            .depth(kaizala_bridge::queue::JobKind::RecordResponse)
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the answer was never worked on: {depth:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -4,6 +4,7 @@ mod cli;
 mod dataverse_poller;
 mod dataverse_sink;
 mod dataverse_webhook;
+mod end_to_end;
 mod kaizala_client;
 mod kaizala_poll;
 mod kaizala_subscriptions;

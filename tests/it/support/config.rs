@@ -67,6 +67,20 @@ pub const BASE_SECRETS: &[&str] = &[
     "test-webhook-key-f6",
 ];
 
+/// The action template [`BASE`]'s rule names (`survey.toml`).
+pub const SURVEY: &str = r#"
+action_type = "Survey"
+title = "Qualify {{ name }} ({{ estimatedvalue }})"
+due_in_hours = 48
+[[questions]]
+title = "Is the budget confirmed?"
+type = "SingleOption"
+options = ["Yes", "No"]
+[[questions]]
+title = "Who decides?"
+type = "Text"
+"#;
+
 /// A directory holding a configuration file and what it refers to.
 pub struct ConfigDir {
     dir: tempfile::TempDir,
@@ -79,11 +93,7 @@ impl ConfigDir {
         let data = dir.path().join("data");
         let toml = toml.replace("{data}", &data.display().to_string());
         std::fs::write(dir.path().join("bridge.toml"), toml).unwrap();
-        std::fs::write(
-            dir.path().join("survey.toml"),
-            "title = \"Qualify {{ name }}\"\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("survey.toml"), SURVEY).unwrap();
         Self { dir }
     }
 

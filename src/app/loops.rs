@@ -1,0 +1,230 @@
+//! The daemon's background loops besides the queue workers: polling each CRM
+//! source's change tracking (one replica at a time, under a lease) and polling
+//! Kaizala for answers in tenants that receive no webhooks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::crm::dataverse::poller::{poll_once, PollError, Watch};
+use crate::crm::dataverse::{DataverseError, WebApi};
+use crate::crm::CrmEventSink;
+use crate::jobs::Correlations;
+use crate::kaizala::poll::{poll_once as poll_responses, Outstanding};
+use crate::kaizala::{KaizalaClient, Receiver};
+use crate::queue::now_ms;
+use crate::store::{namespaces, Store};
+
+/// `kaizala_bridge_crm_poll_lag_seconds{crm}`: time since the source's last
+/// successful poll (alert when it grows).
+pub const CRM_POLL_LAG: &str = "kaizala_bridge_crm_poll_lag_seconds";
+/// `kaizala_bridge_crm_last_poll_timestamp_seconds{crm}`: when the last successful
+/// poll ended.
+pub const CRM_LAST_POLL: &str = "kaizala_bridge_crm_last_poll_timestamp_seconds";
+/// `kaizala_bridge_response_polls_total{tenant,outcome}`: passes over outstanding
+/// actions, `ok` or `failed`.
+pub const RESPONSE_POLLS_TOTAL: &str = "kaizala_bridge_response_polls_total";
+
+/// Sleeps `duration`; false when `shutdown` came first.
+async fn pause(duration: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(duration) => true,
+    }
+}
+
+/// Takes or keeps the lease `key` for `holder`; true while it holds it. Renewal reads
+/// then writes, so in a narrow race two replicas may both poll once: harmless, since
+/// every event is deduplicated by its idempotency key downstream.
+async fn hold_lease(store: &dyn Store, key: &str, holder: &str, ttl: Duration) -> bool {
+    match store.get(namespaces::LEASES, key).await {
+        Ok(Some(current)) if current == holder => store
+            .put(namespaces::LEASES, key, holder, Some(ttl))
+            .await
+            .is_ok(),
+        Ok(Some(_)) => false,
+        Ok(None) => store
+            .put_if_absent(namespaces::LEASES, key, holder, Some(ttl))
+            .await
+            .unwrap_or(false),
+        Err(error) => {
+            tracing::warn!(%error, key, "cannot read the poll lease; not polling this round");
+            false
+        }
+    }
+}
+
+/// One CRM source's polling: its Web API, its watched entity sets, and where events go.
+pub struct CrmPolling {
+    /// The `[[crm]]` id.
+    pub crm: String,
+    /// Its Web API.
+    pub api: Arc<WebApi>,
+    /// One watch per entity set.
+    pub watches: Vec<Watch>,
+    /// `crm[].poll_interval`.
+    pub interval: Duration,
+    /// Where events go (the rules and the queue).
+    pub sink: Arc<dyn CrmEventSink>,
+    /// Delta links and the lease.
+    pub store: Arc<dyn Store>,
+    /// This process's name in the lease.
+    pub holder: String,
+}
+
+/// Polls every watch of the source each interval, until `shutdown`. A 429 is waited
+/// out for its `Retry-After` (never hammered); other failures back off up to the
+/// interval and are logged; the delta link is only advanced by a pass that worked.
+pub async fn poll_crm(polling: CrmPolling, shutdown: CancellationToken) {
+    let lease_key = format!("crm/{}", polling.crm);
+    let lease_ttl = (polling.interval * 3).max(Duration::from_secs(30));
+    let mut last_ok = std::time::Instant::now();
+    let mut failures: u32 = 0;
+    loop {
+        let mut wait = polling.interval;
+        if hold_lease(
+            polling.store.as_ref(),
+            &lease_key,
+            &polling.holder,
+            lease_ttl,
+        )
+        .await
+        {
+            let mut ok = true;
+            for watch in &polling.watches {
+                match poll_once(
+                    &polling.api,
+                    polling.store.as_ref(),
+                    polling.sink.as_ref(),
+                    watch,
+                )
+                .await
+                {
+                    Ok(report) if report.events > 0 || report.baseline => tracing::info!(
+                        crm = %polling.crm, entity_set = %watch.entity_set,
+                        events = report.events, baseline = report.baseline, expired = report.expired,
+                        "CRM changes read"
+                    ),
+                    Ok(_) => {}
+                    Err(PollError::Dataverse(DataverseError::Throttled {
+                        retry_after, ..
+                    })) => {
+                        tracing::warn!(crm = %polling.crm, ?retry_after, "Dataverse throttled the poll; waiting it out");
+                        wait = wait.max(retry_after);
+                        ok = false;
+                        break;
+                    }
+                    Err(error) => {
+                        failures += 1;
+                        let backoff =
+                            Duration::from_millis(500 * 2u64.saturating_pow(failures.min(10)));
+                        wait = backoff.min(polling.interval);
+                        tracing::warn!(crm = %polling.crm, entity_set = %watch.entity_set, %error, "polling the CRM failed; trying again");
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+            if ok {
+                failures = 0;
+                last_ok = std::time::Instant::now();
+                let now_s = now_ms() as f64 / 1000.0;
+                metrics::gauge!(CRM_LAST_POLL, "crm" => polling.crm.clone()).set(now_s);
+            }
+        } else {
+            // Another replica polls; this one keeps its lag at zero so it raises no alert.
+            last_ok = std::time::Instant::now();
+        }
+        metrics::gauge!(CRM_POLL_LAG, "crm" => polling.crm.clone())
+            .set(last_ok.elapsed().as_secs_f64());
+        if !pause(wait, &shutdown).await {
+            return;
+        }
+    }
+}
+
+/// One tenant's response polling: a client per connector and the receiver whose
+/// dedup and sink every found answer passes.
+pub struct ResponsePolling {
+    /// The tenant.
+    pub tenant: String,
+    /// Its connectors' clients, keyed `tenant/connector`.
+    pub clients: HashMap<String, Arc<KaizalaClient>>,
+    /// The receiver (dedup, then the queue).
+    pub receiver: Arc<Receiver>,
+    /// Our actions.
+    pub correlations: Correlations,
+    /// `kaizala.response_poll_interval`.
+    pub interval: Duration,
+    /// `kaizala.response_poll_grace`.
+    pub grace: Duration,
+}
+
+/// Reads the answers of every outstanding action of the tenant each interval, until
+/// `shutdown`; an action past its due date plus the grace period is dropped.
+pub async fn poll_responses_loop(polling: ResponsePolling, shutdown: CancellationToken) {
+    loop {
+        match poll_tenant(&polling).await {
+            Ok(found) => {
+                metrics::counter!(RESPONSE_POLLS_TOTAL, "tenant" => polling.tenant.clone(), "outcome" => "ok").increment(1);
+                if found > 0 {
+                    tracing::info!(tenant = %polling.tenant, answers = found, "answers found by polling");
+                }
+            }
+            Err(error) => {
+                metrics::counter!(RESPONSE_POLLS_TOTAL, "tenant" => polling.tenant.clone(), "outcome" => "failed").increment(1);
+                tracing::warn!(tenant = %polling.tenant, %error, "polling for answers failed; trying again");
+            }
+        }
+        if !pause(polling.interval, &shutdown).await {
+            return;
+        }
+    }
+}
+
+async fn poll_tenant(polling: &ResponsePolling) -> Result<usize, String> {
+    let actions = polling
+        .correlations
+        .actions()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut by_connector: HashMap<String, Vec<Outstanding>> = HashMap::new();
+    for (action_id, correlation) in actions {
+        if correlation.tenant != polling.tenant || correlation.polled_out {
+            continue;
+        }
+        by_connector
+            .entry(format!("{}/{}", correlation.tenant, correlation.connector))
+            .or_default()
+            .push(Outstanding {
+                group_id: correlation.group.clone(),
+                action_id,
+                due_ms: correlation.due_ms.unwrap_or(i64::MAX / 2),
+            });
+    }
+    let mut found = 0;
+    for (key, outstanding) in by_connector {
+        let Some(client) = polling.clients.get(&key) else {
+            continue;
+        };
+        let report = poll_responses(
+            client,
+            &polling.receiver,
+            &polling.tenant,
+            &outstanding,
+            now_ms(),
+            polling.grace,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        found += report.handed_on;
+        for action_id in report.finished {
+            // Past due and grace: no more answers to read. The correlation stays so a
+            // late webhook still lands; only its polling stops.
+            let _ = polling.correlations.stop_polling(&action_id).await;
+        }
+    }
+    Ok(found)
+}

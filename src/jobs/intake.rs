@@ -1,0 +1,157 @@
+//! Where received events become jobs: a CRM change goes through the rules and each
+//! action to send is queued as a `SendAction`; a Kaizala answer is queued as a
+//! `RecordResponse`. Both answer their receiver only once the job is durable, so an
+//! acknowledged event is never lost.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde_json::Value;
+
+use super::RecordResponse;
+use crate::crm::CrmEventSink;
+use crate::kaizala::events::Answer;
+use crate::kaizala::{EventData, EventSink, KaizalaEvent, SinkError};
+use crate::model::{AnsweredQuestion, CrmEvent, ResponseEvent};
+use crate::queue::Queue;
+use crate::rules::{Decision, Rules};
+
+/// `kaizala_bridge_kaizala_events_ignored_total{type}`: accepted events that need no
+/// work (messages, membership changes, job status).
+pub const IGNORED_TOTAL: &str = "kaizala_bridge_kaizala_events_ignored_total";
+
+/// Turns events into jobs on the queue.
+#[derive(Clone)]
+pub struct Intake {
+    queue: Queue,
+    rules: Arc<Rules>,
+}
+
+impl Intake {
+    /// An intake pushing to `queue`, deciding CRM events with `rules`.
+    pub fn new(queue: Queue, rules: Arc<Rules>) -> Self {
+        Self { queue, rules }
+    }
+
+    async fn crm_event(&self, event: CrmEvent) -> Result<(), String> {
+        for decision in self.rules.decide(&event) {
+            match decision {
+                Decision::Send(job) => {
+                    let key = job.idempotency_key.clone();
+                    self.queue.push(*job).await.map_err(|e| e.to_string())?;
+                    tracing::debug!(%key, "survey queued");
+                }
+                Decision::Skip {
+                    rule,
+                    outcome,
+                    detail,
+                } => {
+                    tracing::debug!(%rule, record = %event.record.id, outcome, %detail, "rule sends nothing for this record");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn kaizala_event(&self, tenant: &str, event: KaizalaEvent) -> Result<(), SinkError> {
+        let Some((response, time)) = response_of(&event) else {
+            metrics::counter!(IGNORED_TOTAL, "type" => event.event_type.clone()).increment(1);
+            return Ok(());
+        };
+        let job = RecordResponse {
+            tenant: tenant.to_string(),
+            response,
+            time,
+        };
+        self.queue
+            .push(job)
+            .await
+            .map(|_| ())
+            .map_err(|e| SinkError(e.to_string()))
+    }
+}
+
+/// The answer an event carries, with when it was given (RFC 3339); `None` for events
+/// that carry no answer to record.
+pub fn response_of(event: &KaizalaEvent) -> Option<(ResponseEvent, String)> {
+    let EventData::Response {
+        action_id,
+        group_id,
+        response_id,
+        responder,
+        responder_name,
+        is_update,
+        answers,
+        ..
+    } = &event.data
+    else {
+        return None;
+    };
+    let given_ms = answers
+        .iter()
+        .find(|a| a.is_invisible && a.title == "ResponseTime")
+        .and_then(|a| a.value.as_i64());
+    let time = given_ms
+        .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms.max(0) as u64)))
+        .unwrap_or_else(std::time::SystemTime::now);
+    let response = ResponseEvent {
+        action_id: action_id.clone(),
+        group_id: group_id.clone(),
+        response_id: response_id.clone(),
+        responder: responder.clone(),
+        responder_name: responder_name.clone(),
+        is_update: *is_update,
+        answers: answers
+            .iter()
+            .filter(|a| !a.is_invisible)
+            .map(|a| AnsweredQuestion {
+                question: a.title.clone(),
+                answer: answer_text(a),
+            })
+            .collect(),
+    };
+    Some((
+        response,
+        humantime::format_rfc3339_seconds(time).to_string(),
+    ))
+}
+
+/// An answer as text: options joined with ", ", numbers as written, a place as
+/// `latitude, longitude`.
+fn answer_text(answer: &Answer) -> String {
+    fn text(value: &Value) -> String {
+        match value {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(", "),
+            Value::Object(map) => match (map.get("latitude"), map.get("longitude")) {
+                (Some(lat), Some(long)) => format!("{lat}, {long}"),
+                _ => value.to_string(),
+            },
+            other => other.to_string(),
+        }
+    }
+    text(&answer.value)
+}
+
+impl CrmEventSink for Intake {
+    fn accept(
+        &self,
+        event: CrmEvent,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(self.crm_event(event))
+    }
+}
+
+impl EventSink for Intake {
+    fn accept(
+        &self,
+        tenant: &str,
+        event: KaizalaEvent,
+    ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + '_>> {
+        let tenant = tenant.to_string();
+        Box::pin(async move { self.kaizala_event(&tenant, event).await })
+    }
+}

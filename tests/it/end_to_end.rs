@@ -1,0 +1,492 @@
+//! The whole loop, per backend, against both emulators with faults on: duplicate and
+//! reordered Kaizala webhooks, 5xx from Kaizala and from Dataverse, and a bridge
+//! restart in the middle. Asserts what a business user would check: one survey per
+//! qualifying opportunity, in the right group, with its fields filled in; none for
+//! the others; one task per answer, on the right opportunity, with the answers in it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use kaizala_bridge::app::Application;
+use kaizala_bridge::config::Config;
+use kaizala_bridge::sim::dataverse::{DataverseSim, ServiceEndpoint};
+use kaizala_bridge::sim::faults::Faults;
+use kaizala_bridge::sim::kaizala::KaizalaSim;
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::config::ConfigDir;
+use crate::support::redis::{free_port, RedisServer};
+
+const KAIZALA_SEED: &str = r#"
+[[tenants]]
+id = "contoso"
+[[tenants.connectors]]
+application_id = "e2e-bot"
+application_secret = "e2e-bot-secret"
+refresh_token = "e2e-bot-rt"
+groups = ["g-west", "g-east", "g-general"]
+phone = "+15550100"
+[[groups]]
+id = "g-west"
+name = "Sales West"
+members = [{ phone = "+15550100", name = "Bot", role = "Admin" }, { phone = "+15550101", name = "Asha" }, { phone = "+15550102", name = "Ben" }]
+[[groups]]
+id = "g-east"
+name = "Sales East"
+members = [{ phone = "+15550100", name = "Bot", role = "Admin" }, { phone = "+15550201", name = "Chen" }, { phone = "+15550202", name = "Dana" }]
+[[groups]]
+id = "g-general"
+name = "Sales"
+members = [{ phone = "+15550100", name = "Bot", role = "Admin" }, { phone = "+15550301", name = "Eve" }, { phone = "+15550302", name = "Femi" }]
+"#;
+
+const DATAVERSE_SEED: &str = r#"
+[[applications]]
+tenant_id = "dir"
+client_id = "bridge"
+client_secret = "bridge-secret"
+[[applications]]
+tenant_id = "dir"
+client_id = "rep"
+client_secret = "rep-secret"
+"#;
+
+const SURVEY: &str = r#"
+action_type = "Survey"
+title = "Qualify {{ name }} ({{ estimatedvalue }})"
+[[questions]]
+title = "Budget for {{ name }} confirmed?"
+type = "SingleOption"
+options = ["Yes", "No"]
+[[questions]]
+title = "Who decides?"
+type = "Text"
+"#;
+
+fn members(group: &str) -> [&'static str; 2] {
+    match group {
+        "g-west" => ["+15550101", "+15550102"],
+        "g-east" => ["+15550201", "+15550202"],
+        _ => ["+15550301", "+15550302"],
+    }
+}
+
+fn config_text(backend: &str, kaizala: &str, dataverse: &str, port: u16) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "http://127.0.0.1:{port}"
+shutdown_grace = "3s"
+[log]
+level = "warn"
+[queue]
+{backend}
+backoff_initial = "100ms"
+backoff_max = "1s"
+max_attempts = 20
+attempt_timeout = "5s"
+[kaizala]
+webhook_sync_interval = "1s"
+request_timeout = "3s"
+[[tenants]]
+id = "contoso"
+callback_token = "e2e-callback-token"
+[[tenants.connectors]]
+id = "bot"
+application_id = "e2e-bot"
+application_secret = "e2e-bot-secret"
+refresh_token = "e2e-bot-rt"
+api_root = "{kaizala}"
+groups = ["g-west", "g-east", "g-general"]
+[[crm]]
+id = "d365"
+kind = "dataverse"
+url = "{dataverse}"
+token_url = "{dataverse}/dir/oauth2/v2.0/token"
+tenant_id = "dir"
+client_id = "bridge"
+client_secret = "bridge-secret"
+poll_interval = "1s"
+baseline = "existing_as_new"
+webhook_key = "e2e-webhook-key"
+[[rules]]
+id = "qualify"
+action = "survey.toml"
+[rules.trigger]
+crm = "d365"
+entity = "opportunities"
+on = "created"
+filter = "estimatedvalue >= 10000 and statecode == 0"
+[rules.target]
+tenant = "contoso"
+connector = "bot"
+group_by = "_owningbusinessunit_value"
+groups = {{ "bu-west" = "g-west", "bu-east" = "g-east" }}
+fallback_group = "g-general"
+[rules.write_back]
+subject = "{{{{ responder.name }}}} on {{{{ action.title }}}}"
+description = "{{% for a in answers %}}{{{{ a.question }}}} = {{{{ a.answer }}}}\n{{% endfor %}}"
+"#
+    )
+}
+
+/// A raw caller of both emulators, retrying what their faults refuse (5xx), as a
+/// person would tap again.
+struct People {
+    http: reqwest::Client,
+    dataverse: String,
+    dv_token: String,
+    kz_endpoint: String,
+    kz_token: String,
+}
+
+impl People {
+    async fn new(kaizala: &str, dataverse: &str) -> Self {
+        let http = reqwest::Client::new();
+        let token: Value = http
+            .post(format!("{dataverse}/dir/oauth2/v2.0/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "rep"),
+                ("client_secret", "rep-secret"),
+                ("scope", &format!("{dataverse}/.default")),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session: Value = http
+            .get(format!("{kaizala}/v1/accessToken"))
+            .header("applicationId", "e2e-bot")
+            .header("applicationSecret", "e2e-bot-secret")
+            .header("refreshToken", "e2e-bot-rt")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Self {
+            http,
+            dataverse: dataverse.to_string(),
+            dv_token: token["access_token"].as_str().unwrap().to_string(),
+            kz_endpoint: session["endpointUrl"].as_str().unwrap().to_string(),
+            kz_token: session["accessToken"].as_str().unwrap().to_string(),
+        }
+    }
+
+    async fn retry(&self, request: impl Fn() -> reqwest::RequestBuilder) -> Value {
+        for _ in 0..50 {
+            let response = request().send().await.unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            if status.is_success() {
+                return body;
+            }
+            assert!(status.is_server_error(), "{status} {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("still failing after 50 tries");
+    }
+
+    async fn create(&self, name: &str, value: i64, unit: &str) -> String {
+        let body =
+            json!({ "name": name, "estimatedvalue": value, "_owningbusinessunit_value": unit });
+        let created = self
+            .retry(|| {
+                self.http
+                    .post(format!("{}/api/data/v9.2/opportunities", self.dataverse))
+                    .bearer_auth(&self.dv_token)
+                    .header("Prefer", "return=representation")
+                    .json(&body)
+            })
+            .await;
+        created["opportunityid"].as_str().unwrap().to_string()
+    }
+
+    async fn answer(&self, group: &str, action: &str, phone: &str, answers: Value) {
+        let body = json!({ "actionType": "Survey", "actionBody": { "answers": answers } });
+        self.retry(|| {
+            self.http
+                .post(format!(
+                    "{}/v1/groups/{group}/actions/{action}/responses",
+                    self.kz_endpoint
+                ))
+                .header("accessToken", &self.kz_token)
+                .header("x-sim-responder", phone)
+                .json(&body)
+        })
+        .await;
+    }
+}
+
+/// Every survey in the emulator: (group, action id, title, invisible key, questions).
+fn surveys(kaizala: &KaizalaSim) -> Vec<(String, String, String, String, Vec<String>)> {
+    let state = kaizala.state();
+    let mut found = Vec::new();
+    for (group, body) in state["groups"].as_object().unwrap() {
+        for action in body["actions"].as_array().unwrap() {
+            let questions = action["questions"].as_array().cloned().unwrap_or_default();
+            let key = questions
+                .iter()
+                .find(|q| q["isInvisible"] == true)
+                .and_then(|q| q["title"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            let visible = questions
+                .iter()
+                .filter(|q| q["isInvisible"] != true)
+                .map(|q| q["title"].as_str().unwrap_or_default().to_string())
+                .collect();
+            found.push((
+                group.clone(),
+                action["actionId"].as_str().unwrap().to_string(),
+                action["title"].as_str().unwrap_or_default().to_string(),
+                key,
+                visible,
+            ));
+        }
+    }
+    found
+}
+
+fn tasks(dataverse: &DataverseSim) -> Vec<Value> {
+    dataverse.state()["tables"]["tasks"]["rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn start_bridge(config: &Config) -> (CancellationToken, JoinHandle<()>) {
+    let app = Application::build(config).await.expect("the bridge starts");
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    let handle = tokio::spawn(async move {
+        app.run_until_stopped(token).await.expect("the bridge runs");
+    });
+    (stop, handle)
+}
+
+async fn whole_loop(redis: Option<&RedisServer>, poll_answers: bool) {
+    let any = "127.0.0.1:0".parse().unwrap();
+    let kz_seed = kaizala_bridge::sim::kaizala::Seed::parse(KAIZALA_SEED).unwrap();
+    let kaizala = KaizalaSim::start(
+        &kz_seed,
+        kaizala_bridge::sim::kaizala::SimOptions::fast(),
+        any,
+    )
+    .await
+    .unwrap();
+    let dv_seed = kaizala_bridge::sim::dataverse::Seed::parse(DATAVERSE_SEED).unwrap();
+    let dataverse = DataverseSim::start(&dv_seed, Default::default(), any)
+        .await
+        .unwrap();
+    let port = free_port();
+    let backend = match redis {
+        Some(redis) => format!("backend = \"redis\"\nredis_url = \"{}\"", redis.url()),
+        None => "backend = \"sqlite\"\nsqlite_path = \"{data}/bridge.sqlite\"".to_string(),
+    };
+    let mut text = config_text(&backend, kaizala.base_url(), dataverse.base_url(), port);
+    if poll_answers {
+        // A tenant Kaizala cannot call back: answers are read by polling the actions.
+        text = text
+            .replace(
+                "callback_token = \"e2e-callback-token\"",
+                "callback_token = \"e2e-callback-token\"\nresponses = \"poll\"",
+            )
+            .replace(
+                "webhook_sync_interval = \"1s\"",
+                "webhook_sync_interval = \"1s\"\nresponse_poll_interval = \"300ms\"",
+            );
+    }
+    let dir = ConfigDir::new(&text);
+    std::fs::write(dir.path().join("survey.toml"), SURVEY).unwrap();
+    let config = dir.load();
+    let endpoint: ServiceEndpoint = serde_json::from_value(json!({
+        "url": format!("http://127.0.0.1:{port}/webhooks/dataverse/d365"),
+        "entity": "opportunity", "message": "Create", "auth": "WebhookKey", "key": "e2e-webhook-key",
+    }))
+    .unwrap();
+    dataverse.register_webhook(endpoint).unwrap();
+    let people = People::new(kaizala.base_url(), dataverse.base_url()).await;
+
+    // Faults from the start: 5xx from both sides, duplicate and reordered webhooks.
+    kaizala
+        .set_faults(Faults {
+            error_rate: 0.15,
+            error_statuses: vec![500, 503],
+            duplicate_rate: 0.4,
+            reorder_rate: 0.3,
+            seed: 11,
+            ..Faults::default()
+        })
+        .unwrap();
+    dataverse
+        .set_faults(Faults {
+            error_rate: 0.15,
+            error_statuses: vec![500, 503],
+            seed: 12,
+            ..Faults::default()
+        })
+        .unwrap();
+
+    let (stop, bridge) = start_bridge(&config).await;
+    // (name, value, unit, group it must land in, or none)
+    let deals: Vec<(String, i64, &str, Option<&str>)> = vec![
+        ("Northwind".into(), 48_000, "bu-west", Some("g-west")),
+        ("Fabrikam".into(), 2_500, "bu-west", None),
+        ("Tailspin".into(), 125_000, "bu-east", Some("g-east")),
+        ("Litware".into(), 15_000, "bu-south", Some("g-general")),
+        ("Adventure Works".into(), 9_999, "bu-east", None),
+        ("Contoso Pharma".into(), 70_000, "bu-east", Some("g-east")),
+        ("Wingtip".into(), 33_000, "bu-west", Some("g-west")),
+    ];
+    let mut ids = Vec::new();
+    for (i, (name, value, unit, _)) in deals.iter().enumerate() {
+        if i == 3 {
+            // A restart in the middle: the bridge stops (SIGTERM's path) and starts
+            // again on the same queue and state.
+            stop.cancel();
+            bridge.await.unwrap();
+            let restarted = start_bridge(&config).await;
+            ids.push(people.create(name, *value, unit).await);
+            let (stop, bridge) = restarted;
+            for (name, value, unit, _) in &deals[i + 1..] {
+                ids.push(people.create(name, *value, unit).await);
+            }
+            finish(&kaizala, &dataverse, &people, &deals, &ids).await;
+            let webhooks = kaizala.state()["webhooks"].as_array().unwrap().len();
+            if poll_answers {
+                assert_eq!(webhooks, 0, "answers came by polling alone");
+            } else {
+                assert!(webhooks >= 3, "one webhook per group");
+            }
+            stop.cancel();
+            bridge.await.unwrap();
+            return;
+        }
+        ids.push(people.create(name, *value, unit).await);
+    }
+    unreachable!("the restart happens in the loop");
+}
+
+async fn finish(
+    kaizala: &KaizalaSim,
+    dataverse: &DataverseSim,
+    people: &People,
+    deals: &[(String, i64, &str, Option<&str>)],
+    ids: &[String],
+) {
+    let expected = deals.iter().filter(|d| d.3.is_some()).count();
+    until("every survey posted", Duration::from_secs(60), || {
+        surveys(kaizala).len() >= expected
+    })
+    .await;
+    // Later polls and retries must add nothing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let posted = surveys(kaizala);
+    assert_eq!(
+        posted.len(),
+        expected,
+        "exactly one survey per qualifying deal: {posted:#?}"
+    );
+    for ((name, value, _, group), id) in deals.iter().zip(ids) {
+        let mine: Vec<_> = posted
+            .iter()
+            .filter(|s| s.3.contains(id.as_str()))
+            .collect();
+        match group {
+            None => assert!(mine.is_empty(), "{name} does not qualify: {mine:?}"),
+            Some(group) => {
+                assert_eq!(mine.len(), 1, "{name}: {mine:?}");
+                let (in_group, _, title, _, questions) = mine[0];
+                assert_eq!(in_group, group, "{name} went to the wrong group");
+                assert_eq!(title, &format!("Qualify {name} ({value})"));
+                assert_eq!(
+                    questions,
+                    &vec![
+                        format!("Budget for {name} confirmed?"),
+                        "Who decides?".to_string()
+                    ]
+                );
+            }
+        }
+    }
+
+    // Two people answer each survey.
+    let mut answers: HashMap<String, Vec<String>> = HashMap::new();
+    for (group, action, _, key, _) in &posted {
+        let id = ids.iter().find(|id| key.contains(id.as_str())).unwrap();
+        for (n, phone) in members(group).iter().enumerate() {
+            let who = format!("person {n} of {group}");
+            people
+                .answer(
+                    group,
+                    action,
+                    phone,
+                    json!([if n == 0 { "Yes" } else { "No" }, who]),
+                )
+                .await;
+            answers.entry(id.clone()).or_default().push(who);
+        }
+    }
+    let total: usize = answers.values().map(Vec::len).sum();
+    until("every answer recorded", Duration::from_secs(60), || {
+        tasks(dataverse).len() >= total
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let written = tasks(dataverse);
+    assert_eq!(
+        written.len(),
+        total,
+        "exactly one task per answer: {written:#?}"
+    );
+    for (id, whos) in &answers {
+        let on_it: Vec<&Value> = written
+            .iter()
+            .filter(|t| t["_regardingobjectid_value"] == id.as_str())
+            .collect();
+        assert_eq!(on_it.len(), whos.len(), "tasks on {id}: {on_it:#?}");
+        for who in whos {
+            assert!(
+                on_it.iter().any(|t| t["description"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(&format!("Who decides? = {who}")))),
+                "no task on {id} carries {who}'s answer: {on_it:#?}"
+            );
+        }
+        assert!(on_it
+            .iter()
+            .all(|t| t["subject"].as_str().unwrap().contains(" on Qualify ")));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_loop_on_sqlite_through_faults_and_a_restart() {
+    whole_loop(None, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_loop_on_redis_through_faults_and_a_restart() {
+    let redis = RedisServer::start();
+    whole_loop(Some(&redis), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_loop_with_answers_found_by_polling_and_no_webhook() {
+    whole_loop(None, true).await;
+}
