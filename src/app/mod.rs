@@ -290,8 +290,10 @@ impl Application {
         let queue = Queue::open(config, store.clone()).await?;
         let gate = crate::ratelimit::for_config(config).await?;
         let clients = crate::kaizala::client::clients(config, store.clone(), Some(gate))?;
-        let intake = Arc::new(Intake::new(queue.clone(), rules.clone()));
         let correlations = Correlations::new(store.clone());
+        let intake = Arc::new(
+            Intake::new(queue.clone(), rules.clone()).with_correlations(correlations.clone()),
+        );
         let receiver = Arc::new(Receiver::new(
             callback_tokens(config),
             store.clone(),

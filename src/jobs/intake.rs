@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use super::RecordResponse;
+use super::{Correlations, RecordResponse};
 use crate::crm::CrmEventSink;
 use crate::kaizala::events::Answer;
 use crate::kaizala::{EventData, EventSink, KaizalaEvent, SinkError};
@@ -27,12 +27,25 @@ pub const IGNORED_TOTAL: &str = "kaizala_bridge_kaizala_events_ignored_total";
 pub struct Intake {
     queue: Queue,
     rules: Arc<Rules>,
+    correlations: Option<Correlations>,
 }
 
 impl Intake {
     /// An intake pushing to `queue`, deciding CRM events with `rules`.
     pub fn new(queue: Queue, rules: Arc<Rules>) -> Self {
-        Self { queue, rules }
+        Self {
+            queue,
+            rules,
+            correlations: None,
+        }
+    }
+
+    /// Skips queueing an action whose key is already sent or being sent (the webhook
+    /// and the poll usually both see a new record). Only a shortcut: the send itself
+    /// stays exactly-once without it.
+    pub fn with_correlations(mut self, correlations: Correlations) -> Self {
+        self.correlations = Some(correlations);
+        self
     }
 
     async fn crm_event(&self, event: CrmEvent) -> Result<(), String> {
@@ -40,6 +53,17 @@ impl Intake {
             match decision {
                 Decision::Send(job) => {
                     let key = job.idempotency_key.clone();
+                    if let Some(correlations) = &self.correlations {
+                        if correlations
+                            .state(&key)
+                            .await
+                            .map_err(|e| e.to_string())?
+                            .is_some()
+                        {
+                            tracing::debug!(%key, "already sent or being sent; not queued again");
+                            continue;
+                        }
+                    }
                     self.queue.push(*job).await.map_err(|e| e.to_string())?;
                     tracing::debug!(%key, "survey queued");
                 }
