@@ -13,6 +13,7 @@ mod support;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use kaizala_bridge::app::Components;
 use kaizala_bridge::config::{LogConfig, LogFormat};
 use kaizala_bridge::telemetry;
 use tracing_subscriber::fmt::MakeWriter;
@@ -156,7 +157,13 @@ async fn at_info_level_every_line_is_lifecycle_or_carries_a_request_id() {
     tracing::callsite::rebuild_interest_cache();
 
     let dir = ConfigDir::new(BASE);
-    let app = TestApp::spawn(&dir.load()).await;
+    // The HTTP service alone: the bridge's background loops log lines of their own,
+    // which carry no request id by nature.
+    let components = Components {
+        service_only: true,
+        ..Components::default()
+    };
+    let app = TestApp::spawn_with(&dir.load(), components).await;
     std::fs::remove_dir_all(dir.path().join("data")).unwrap();
     assert_eq!(
         app.get("/readyz").await.status(),
