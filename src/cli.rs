@@ -38,6 +38,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: serve health, metrics and webhooks until SIGTERM or SIGINT.
     Run,
+    /// The whole loop on this machine: both emulators and the bridge in-process, on
+    /// the embedded SQLite queue, with sample opportunities and people answering.
+    Demo {
+        /// Leave everything running after the summary and print the URLs.
+        #[arg(long)]
+        keep_running: bool,
+    },
     /// Validate the configuration and print every problem with its key path.
     CheckConfig,
     /// Onboard a connector: send a PIN to a phone, then log in with it.

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Sim {
             service: SimService::Dataverse(args),
         } => return sim_dataverse(args),
+        Command::Demo { keep_running } => return demo(*keep_running),
         _ => {}
     }
     // Variables that are not valid Unicode cannot name configuration keys or secrets.
@@ -42,7 +43,9 @@ fn main() -> ExitCode {
         Command::Webhooks { action } => webhooks(&config, &action),
         Command::Auth { action } => auth(&config, &action),
         Command::Dlq { action } => dlq(&config, &action),
-        Command::Sim { .. } => unreachable!("dispatched before the configuration is loaded"),
+        Command::Sim { .. } | Command::Demo { .. } => {
+            unreachable!("dispatched before the configuration is loaded")
+        }
     }
 }
 
@@ -362,6 +365,35 @@ async fn list_webhooks(
         }
     }
     Ok(())
+}
+
+/// `demo`: the whole loop against the built-in emulators; it needs no configuration.
+fn demo(keep_running: bool) -> ExitCode {
+    let log = LogConfig {
+        level: "warn".into(),
+        format: LogFormat::Pretty,
+    };
+    let runtime = match runtime(&log) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let result = runtime.block_on(async {
+        let stop = CancellationToken::new();
+        shutdown::cancel_on_signal(stop.clone()).map_err(|e| e.to_string())?;
+        let options = kaizala_bridge::sim::demo::DemoOptions { keep_running };
+        kaizala_bridge::sim::demo::run(options, stop)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(true) => ExitCode::from(EXIT_OK),
+        Ok(false) => ExitCode::from(EXIT_RUNTIME),
+        Err(error) => {
+            eprintln!("kaizala-bridge demo: {error}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
 }
 
 fn run(config: Config) -> ExitCode {

@@ -585,3 +585,34 @@ async fn dlq_lists_replays_and_purges_dead_letters() {
     let (_, stdout, _) = run(&["dlq", "list"]).await.unwrap();
     assert_eq!(stdout.trim(), "no dead letters");
 }
+
+#[test]
+fn demo_runs_the_whole_loop_and_ends_with_its_summary() {
+    let (code, stdout, stderr) = output(&mut bridge(&["demo"]));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    for expected in [
+        "[1/4] the bridge subscribed to answers",
+        "[3/4] surveys appeared in Kaizala:",
+        "[4/4] each answer landed as a task on its opportunity:",
+        "opportunity",
+        "every qualifying opportunity got one survey in its group, and every answer became one task on it",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| {
+            l.trim_start().starts_with("Northwind fleet renewal") && l.contains("g-sales-west")
+        })
+        .collect();
+    assert_eq!(rows.len(), 1, "{stdout}");
+    assert!(
+        rows[0]
+            .split_whitespace()
+            .rev()
+            .take(3)
+            .all(|n| n == "1" || n == "2"),
+        "{}",
+        rows[0]
+    );
+}
