@@ -419,6 +419,12 @@ pub struct WriteBackConfig {
     /// Template of the activity's description (a note's text).
     #[serde(default)]
     pub description: String,
+    /// Template of the subject of a "survey sent" activity written regarding the
+    /// record when the action goes out; without it none is written.
+    pub sent_subject: Option<String>,
+    /// Template of that activity's description.
+    #[serde(default)]
+    pub sent_description: String,
 }
 
 keyword_enum! {

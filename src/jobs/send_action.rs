@@ -12,9 +12,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{kaizala_failure, store_failure, Correlation, Correlations, PostState, SendAction};
+use super::{
+    crm_failure, kaizala_failure, store_failure, Correlation, Correlations, PostState, SendAction,
+};
+use crate::crm::CrmSink;
 use crate::kaizala::KaizalaClient;
 use crate::queue::{now_ms, Handler, HandlerFuture, JobError};
+use crate::rules::Rules;
 
 /// The title of the invisible question that carries an idempotency key.
 pub fn key_marker(key: &str) -> String {
@@ -34,7 +38,12 @@ pub struct SendActionHandler {
     clients: HashMap<String, Arc<KaizalaClient>>,
     correlations: Correlations,
     hold: Duration,
+    crm: Option<SentActivities>,
 }
+
+/// Where "survey sent" activities are written (by CRM id), and the rules that say
+/// what they hold.
+type SentActivities = (HashMap<String, Arc<dyn CrmSink>>, Arc<Rules>);
 
 /// How long one attempt holds an idempotency key by default: the queue's default
 /// `attempt_timeout`, after which the attempt is surely over.
@@ -47,7 +56,18 @@ impl SendActionHandler {
             clients,
             correlations,
             hold: DEFAULT_HOLD,
+            crm: None,
         }
+    }
+
+    /// Writes the rules' "survey sent" activities through `sinks` (keyed by CRM id).
+    pub fn with_sent_activities(
+        mut self,
+        sinks: HashMap<String, Arc<dyn CrmSink>>,
+        rules: Arc<Rules>,
+    ) -> Self {
+        self.crm = Some((sinks, rules));
+        self
     }
 
     /// Holds a key for at most `hold` per attempt (the queue's `attempt_timeout`).
@@ -75,10 +95,12 @@ impl SendActionHandler {
         }
         let result = self.send_held(job).await;
         let _ = self.correlations.release(key, &me).await;
-        result
+        let (action_id, correlation) = result?;
+        self.announce(&action_id, &correlation).await
     }
 
-    async fn send_held(&self, job: &SendAction) -> Result<(), JobError> {
+    /// Posts (or finds) the action; returns its id and what it was sent for.
+    async fn send_held(&self, job: &SendAction) -> Result<(String, Correlation), JobError> {
         let key = &job.idempotency_key;
         let client_key = format!("{}/{}", job.tenant, job.connector);
         let client = self.clients.get(&client_key).ok_or_else(|| {
@@ -104,9 +126,9 @@ impl SendActionHandler {
             polled_out: false,
         };
         match self.correlations.state(key).await.map_err(store_failure)? {
-            Some(PostState::Sent { .. }) => {
+            Some(PostState::Sent { action_id }) => {
                 metrics::counter!(ACTIONS_TOTAL, "outcome" => "already_sent").increment(1);
-                return Ok(());
+                return Ok((action_id, correlation));
             }
             Some(PostState::Posting { started_ms }) => {
                 if let Some(action_id) = self.find(client, job, &body, &title, started_ms).await? {
@@ -116,7 +138,7 @@ impl SendActionHandler {
                         .await
                         .map_err(store_failure)?;
                     metrics::counter!(ACTIONS_TOTAL, "outcome" => "found").increment(1);
-                    return Ok(());
+                    return Ok((action_id, correlation));
                 }
             }
             None => {
@@ -137,6 +159,27 @@ impl SendActionHandler {
             .map_err(store_failure)?;
         metrics::counter!(ACTIONS_TOTAL, "outcome" => "posted").increment(1);
         tracing::info!(%key, action_id = %posted.action_id, group = %job.group, "action posted");
+        Ok((posted.action_id, correlation))
+    }
+
+    /// The rule's "survey sent" activity, when it asks for one: written create-only
+    /// with an id derived from the key, so every retry of the job (which lands in the
+    /// `Sent` branch) writes it at most once.
+    async fn announce(&self, action_id: &str, correlation: &Correlation) -> Result<(), JobError> {
+        let Some((sinks, rules)) = &self.crm else {
+            return Ok(());
+        };
+        let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let Some(activity) = rules.sent_activity(correlation, action_id, &time) else {
+            return Ok(());
+        };
+        let sink = sinks.get(&correlation.record.crm).ok_or_else(|| {
+            JobError::Permanent(format!(
+                "CRM source {} is not configured (crm[])",
+                correlation.record.crm
+            ))
+        })?;
+        sink.write_activity(&activity).await.map_err(crm_failure)?;
         Ok(())
     }
 

@@ -34,6 +34,9 @@ pub const WRITE_BACK_NAMES: &[&str] = &[
     "is_update",
 ];
 
+/// Names the "survey sent" templates can use.
+pub const SENT_NAMES: &[&str] = &["action", "record", "time"];
+
 /// How a rule finds its group.
 #[derive(Debug, Clone)]
 enum GroupChoice {
@@ -60,6 +63,7 @@ struct Rule {
     activity: ActivityKind,
     subject: TemplateId,
     description: TemplateId,
+    sent: Option<(TemplateId, TemplateId)>,
     /// The attributes the rule reads: a partial event lacking one cannot be judged.
     reads: BTreeSet<String>,
 }
@@ -146,6 +150,36 @@ fn compile_rule(
         templates,
         &mut problems,
     );
+    let sent = match &write_back.sent_subject {
+        Some(sent_subject) => {
+            let subject = written("sent_subject", sent_subject, templates, &mut problems);
+            let description = written(
+                "sent_description",
+                &write_back.sent_description,
+                templates,
+                &mut problems,
+            );
+            for (field, id) in [
+                ("sent_subject", &subject),
+                ("sent_description", &description),
+            ] {
+                let Some(id) = id else { continue };
+                for name in templates.variables(id) {
+                    if !SENT_NAMES.contains(&name.as_str()) {
+                        problems.push((
+                            format!("{path}.write_back.{field}"),
+                            format!(
+                                "uses {name:?}; a sent survey's templates know: {}",
+                                SENT_NAMES.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            subject.zip(description)
+        }
+        None => None,
+    };
     let known: BTreeSet<&str> = select.iter().map(String::as_str).collect();
     let mut reads: BTreeSet<String> = BTreeSet::new();
     if let Some(filter) = &filter {
@@ -236,6 +270,7 @@ fn compile_rule(
             },
             subject,
             description,
+            sent,
             reads,
         }),
         _ => Err(problems),
@@ -421,6 +456,44 @@ impl Rules {
                 fallback()
             }
         }
+    }
+}
+
+impl Rules {
+    /// The "survey sent" activity of the rule an action was sent for, when the rule
+    /// asks for one (`write_back.sent_subject`); its key is derived from the action's
+    /// idempotency key, so it is written once however often the job runs.
+    pub fn sent_activity(
+        &self,
+        correlation: &Correlation,
+        action_id: &str,
+        time: &str,
+    ) -> Option<Activity> {
+        let rule = self.rules.iter().find(|r| r.id == correlation.rule)?;
+        let (subject, description) = rule.sent.as_ref()?;
+        let context = json!({
+            "action": { "title": correlation.title, "group": correlation.group, "id": action_id },
+            "record": correlation.record,
+            "time": time,
+        });
+        let render = |id| self.templates.render(id, &context);
+        let (subject, description) = match (render(subject), render(description)) {
+            (Ok(s), Ok(d)) => (s, d),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(rule = %rule.id, error = %e, "a survey-sent template failed; writing a plain one");
+                (
+                    format!("Kaizala survey sent: {}", correlation.title),
+                    String::new(),
+                )
+            }
+        };
+        Some(Activity {
+            kind: correlation.activity,
+            regarding: correlation.record.clone(),
+            subject: subject.trim().to_string(),
+            description: description.trim_end().to_string(),
+            source_key: format!("sent:{}", correlation.key),
+        })
     }
 }
 

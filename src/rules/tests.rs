@@ -26,6 +26,8 @@ fn rule(dir: &Path, action: &str, filter: Option<&str>, target: TargetConfig) ->
             subject: "{{ responder.name }} on {{ action.title }}".into(),
             description: "{% for a in answers %}{{ a.question }}={{ a.answer }};{% endfor %}"
                 .into(),
+            sent_subject: Some("Sent {{ action.title }} to {{ action.group }}".into()),
+            sent_description: "{{ record.id }}".into(),
         }),
     }
 }
@@ -260,6 +262,10 @@ fn an_answer_is_written_back_through_the_rules_templates() {
     assert_eq!(activity.description, "Budget?=Yes;");
     assert_eq!(activity.kind, ActivityKind::Note);
     assert_eq!(activity.source_key, response.source_key());
+    let sent = rules.sent_activity(&correlation, "act-1", "t").unwrap();
+    assert_eq!(sent.subject, "Sent Qualify Northwind to g-west");
+    assert_eq!(sent.description, "o-1");
+    assert_eq!(sent.source_key, "sent:k");
     let other = Correlation {
         rule: "gone".into(),
         ..correlation
