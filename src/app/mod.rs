@@ -23,6 +23,7 @@ use crate::crm::dataverse::webhook::{DataverseReceiver, Source as WebhookSource}
 use crate::crm::dataverse::{DataverseSink, EntraCredentials, WebApi};
 use crate::crm::CrmEventSink;
 use crate::crm::CrmSink;
+use crate::http::admin::Admin;
 use crate::http::{self, AppState};
 use crate::jobs::{
     Correlations, Intake, RecordResponse, RecordResponseHandler, SendAction, SendActionHandler,
@@ -254,6 +255,7 @@ impl Application {
                 readiness: readiness.clone(),
                 kaizala,
                 dataverse,
+                admin: None,
             };
             (state, reconciler, None)
         } else {
@@ -369,10 +371,17 @@ impl Application {
             _ => None,
         };
         readiness.watch_workers(queue.clone());
+        let admin = config.server.admin_token.as_ref().map(|token| {
+            Arc::new(Admin {
+                token: SecretString::from(token.expose().to_string()),
+                queue: queue.clone(),
+            })
+        });
         let daemon = Daemon {
             send: Arc::new(
                 SendActionHandler::new(clients, correlations.clone())
-                    .with_hold(config.queue.attempt_timeout + Duration::from_secs(5)),
+                    .with_hold(config.queue.attempt_timeout + Duration::from_secs(5))
+                    .with_sent_activities(sinks.clone(), rules.clone()),
             ),
             record: Arc::new(RecordResponseHandler::new(sinks, correlations).with_rules(rules)),
             queue,
@@ -383,6 +392,7 @@ impl Application {
             readiness: readiness.clone(),
             kaizala: Some(receiver),
             dataverse: Some(dataverse),
+            admin,
         };
         Ok((state, reconciler, Some(daemon)))
     }

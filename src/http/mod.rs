@@ -4,6 +4,7 @@
 //! owns the work. What every request gets (an id, a span, a timeout, a body limit,
 //! metrics) is added once, in [`middleware`].
 
+pub mod admin;
 mod dataverse_webhook;
 mod health;
 mod kaizala_webhook;
@@ -12,7 +13,7 @@ pub mod middleware;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::config::ServerConfig;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub kaizala: Option<Arc<Receiver>>,
     /// The Dataverse webhook receiver, when something takes its events.
     pub dataverse: Option<Arc<DataverseReceiver>>,
+    /// The admin routes, when `server.admin_token` is set and a queue runs.
+    pub admin: Option<Arc<admin::Admin>>,
 }
 
 /// The routes of `kaizala-bridge run`, with every middleware applied.
@@ -45,6 +48,13 @@ pub fn router(state: AppState, server: &ServerConfig) -> Router {
             "/webhooks/dataverse/{crm}",
             post(dataverse_webhook::receive),
         )
+        .route("/admin/jobs", get(admin::jobs))
+        .route(
+            "/admin/dead-letters",
+            get(admin::dead_letters).merge(delete(admin::purge)),
+        )
+        .route("/admin/dead-letters/replay", post(admin::replay_all))
+        .route("/admin/dead-letters/{id}/replay", post(admin::replay))
         .with_state(state);
     middleware::apply(routes, server)
 }
