@@ -4,7 +4,8 @@
 //! Quotas are enforced as a GCRA with no burst: calls on one key are spaced a full
 //! interval apart (600 ms for 100 a minute), so no sliding minute can ever hold more
 //! than the quota, which is what "stay under it on our own" needs; a burst allowance
-//! would let a window see up to twice as many. A 429 pauses a key for its Retry-After
+//! would let a window see up to twice as many. The spacing leaves 1% of each quota
+//! unused as slack for the network's jitter. A 429 pauses a key for its Retry-After
 //! for every caller. Waiting sleeps for the time the limiter names, per key, so it
 //! neither spins nor holds up other connectors.
 //!
@@ -54,10 +55,12 @@ impl Quota {
         }
     }
 
-    /// The spacing between two calls, rounded up to whole microseconds so that
-    /// rounding can only ever leave a little of the quota unused.
+    /// The spacing between two calls: the period over the calls, plus 1%, rounded up
+    /// to whole microseconds. The 1% is the slack for the network: a call reaches
+    /// Kaizala a little after its permit, by a varying delay, and strict spacing at the
+    /// gate alone could let a sliding window at Kaizala see one call too many.
     pub fn interval(&self) -> Duration {
-        let nanos = self.period.as_nanos() / u128::from(self.calls.max(1));
+        let nanos = self.period.as_nanos() * 101 / (100 * u128::from(self.calls.max(1)));
         Duration::from_micros(nanos.div_ceil(1000).max(1) as u64)
     }
 }

@@ -1,7 +1,8 @@
-//! The gate shared by replicas: a GCRA per key in Redis, checked and advanced by one
-//! Lua script for all the keys of a call (so both permits are taken, or neither), on
-//! Redis's clock (so replicas' clocks do not matter). A 429 sets a pause key that the
-//! same script honours.
+//! The gate shared by replicas: a calendar of reserved call times per key in Redis,
+//! consulted and extended by one Lua script for all the keys of a call (so both
+//! permits are taken, or neither), on Redis's clock (so replicas' clocks do not
+//! matter). Any two calls on a key are at least its interval apart, as with a GCRA
+//! without burst. A 429 sets a pause key that the same script honours.
 
 use std::time::{Duration, Instant};
 
@@ -10,28 +11,69 @@ use redis::Script;
 
 use super::{GateError, GateFuture, Quota, RateGate, WAIT_SECONDS};
 
-/// KEYS: for each quota its TAT key then its pause key. ARGV: each quota's interval in
-/// microseconds (a millisecond is too coarse for short test periods). Returns 0 when
-/// the permits were taken, else the microseconds to wait.
+/// KEYS: for each quota its calendar (a sorted set of reserved call times, µs on
+/// Redis's clock) then its pause key. ARGV: each quota's interval in µs (a millisecond
+/// is too coarse for short test periods).
+///
+/// Returns `{0, wait}` while a key is paused (a 429): nothing is reserved, ask again
+/// after `wait` µs. Otherwise it reserves, in every calendar at once, the earliest time
+/// at least one interval away from every other reservation of each key, and returns
+/// `{1, wait}`: the call may go in `wait` µs, without asking again.
+///
+/// A calendar rather than one "next free time" per key: a call held back by its
+/// connector's quota must not push the tenant's next free time past slots that other
+/// connectors' calls can still use, or the tenant's quota is left idle. Times are
+/// taken on the grid of the last key's interval (the tenant's, which every call of the
+/// tenant shares), so its slots pack without gaps too narrow to use. Candidates are
+/// now and the end of every reservation's interval, put on the grid; reservations
+/// older than an interval can no longer conflict and are dropped.
 const SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local wait = 0
 local n = #ARGV
+local pause = 0
 for i = 1, n do
-  local pause = redis.call('PTTL', KEYS[2 * i]) * 1000
-  if pause > wait then wait = pause end
-  local tat = tonumber(redis.call('GET', KEYS[2 * i - 1]) or now)
-  if tat > now and tat - now > wait then wait = tat - now end
+  local left = redis.call('PTTL', KEYS[2 * i]) * 1000
+  if left > pause then pause = left end
 end
-if wait > 0 then return wait end
+if pause > 0 then return {0, pause} end
+local grid = tonumber(ARGV[n])
+local function snap(at)
+  return math.ceil(at / grid) * grid
+end
+local candidates = {snap(now)}
 for i = 1, n do
   local interval = tonumber(ARGV[i])
-  local tat = tonumber(redis.call('GET', KEYS[2 * i - 1]) or now)
-  if tat < now then tat = now end
-  redis.call('SET', KEYS[2 * i - 1], string.format('%.0f', tat + interval), 'PX', math.ceil(interval / 1000) + 60000)
+  redis.call('ZREMRANGEBYSCORE', KEYS[2 * i - 1], '-inf', '(' .. string.format('%.0f', now - interval))
+  local slots = redis.call('ZRANGE', KEYS[2 * i - 1], 0, -1, 'WITHSCORES')
+  for j = 2, #slots, 2 do
+    candidates[#candidates + 1] = snap(tonumber(slots[j]) + interval)
+  end
 end
-return 0
+table.sort(candidates)
+for _, at in ipairs(candidates) do
+  if at >= now then
+    local free = true
+    for i = 1, n do
+      local interval = tonumber(ARGV[i])
+      local low = '(' .. string.format('%.0f', at - interval)
+      local high = '(' .. string.format('%.0f', at + interval)
+      if redis.call('ZCOUNT', KEYS[2 * i - 1], low, high) > 0 then
+        free = false
+        break
+      end
+    end
+    if free then
+      local member = string.format('%.0f', at)
+      for i = 1, n do
+        redis.call('ZADD', KEYS[2 * i - 1], member, member)
+        redis.call('PEXPIRE', KEYS[2 * i - 1], math.ceil((at - now) / 1000) + 60000)
+      end
+      return {1, at - now}
+    end
+  end
+end
+return {0, 1000}
 "#;
 
 /// A [`RateGate`] shared through Redis.
@@ -57,8 +99,8 @@ impl RedisGate {
         })
     }
 
-    fn tat_key(&self, key: &str) -> String {
-        format!("{}:rate:{key}", self.prefix)
+    fn calendar_key(&self, key: &str) -> String {
+        format!("{}:calendar:{key}", self.prefix)
     }
 
     fn pause_key(&self, key: &str) -> String {
@@ -74,19 +116,21 @@ impl RateGate for RedisGate {
                 let mut invocation = self.script.prepare_invoke();
                 for quota in quotas {
                     invocation
-                        .key(self.tat_key(&quota.key))
+                        .key(self.calendar_key(&quota.key))
                         .key(self.pause_key(&quota.key));
                     invocation.arg(quota.interval().as_micros().max(1) as u64);
                 }
                 let mut connection = self.connection.clone();
-                let wait: u64 = invocation
+                let (reserved, wait): (u8, u64) = invocation
                     .invoke_async(&mut connection)
                     .await
                     .map_err(|e| GateError(e.to_string()))?;
-                if wait == 0 {
+                if wait > 0 {
+                    tokio::time::sleep(Duration::from_micros(wait)).await;
+                }
+                if reserved == 1 {
                     break;
                 }
-                tokio::time::sleep(Duration::from_micros(wait)).await;
             }
             if let Some(first) = quotas.first() {
                 metrics::histogram!(WAIT_SECONDS, "key" => first.key.clone())

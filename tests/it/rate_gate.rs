@@ -122,3 +122,55 @@ async fn replicas_on_redis_share_one_budget_and_one_pause() {
         "another connector is not paused"
     );
 }
+
+/// Permits handed out by `gate` to `workers` callers over `run`, each taking its
+/// connector's quota (three connectors, 40 per 2 s) and the tenant's (100 per 2 s).
+async fn permits(gate: Arc<dyn RateGate>, workers: usize, run: Duration) -> usize {
+    let period = Duration::from_secs(2);
+    let deadline = Instant::now() + run;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let gate = gate.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut taken = 0;
+            let mut n = w;
+            while Instant::now() < deadline {
+                let quotas = [
+                    Quota::connector("t", &format!("c{}", n % 3), 40, period),
+                    Quota::tenant("t", 100, period),
+                ];
+                gate.acquire(&quotas).await.unwrap();
+                taken += 1;
+                n += workers;
+            }
+            taken
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_gate_hands_out_the_tenant_quota_and_no_more() {
+    let redis = RedisServer::start();
+    let gate: Arc<dyn RateGate> = Arc::new(RedisGate::connect(&redis.url(), "t").await.unwrap());
+    let run = Duration::from_secs(4);
+    let taken = permits(gate, 8, run).await;
+    // 50 a second, less the 1% slack; the last waiters may finish just after the end.
+    let quota = 50.0 * run.as_secs_f64();
+    println!(
+        "redis gate: {taken} permits in {run:?} ({:.1}% of the tenant quota)",
+        taken as f64 / quota * 100.0
+    );
+    assert!(
+        taken as f64 <= quota + 9.0,
+        "{taken} permits: over the quota"
+    );
+    assert!(
+        taken as f64 >= quota * 0.95,
+        "{taken} permits: the quota is left idle"
+    );
+}
