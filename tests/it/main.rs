@@ -1,5 +1,6 @@
 //! Integration and end-to-end tests, one crate so that two cores link one binary.
 
+mod admin;
 mod cli;
 mod dataverse_poller;
 mod dataverse_sink;
@@ -12,6 +13,7 @@ mod kaizala_webhook;
 mod queue;
 mod rate_gate;
 mod readiness;
+mod replicas;
 mod service;
 mod shutdown;
 mod sim_dataverse;

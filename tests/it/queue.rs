@@ -408,7 +408,9 @@ async fn vacuum(kind: Kind, jobs: u32) {
     for n in 0..jobs {
         bed.queue.push(Probe { n }).await.unwrap();
     }
-    until(Duration::from_secs(240), "all done", || {
+    // No speed is asserted here (benchmarks measure it): on two shared cores, beside
+    // the other tests, 10,000 jobs can take minutes.
+    until(Duration::from_secs(600), "all done", || {
         handler.calls.load(Ordering::SeqCst) >= jobs
     })
     .await;

@@ -1,5 +1,6 @@
 //! A private `redis-server` for one test: a free port, a temporary directory, nothing
-//! persisted, killed on drop. No test relies on a Redis someone started by hand.
+//! persisted (or, for restart tests, an append-only file), killed on drop. No test
+//! relies on a Redis someone started by hand.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -9,34 +10,77 @@ use std::time::{Duration, Instant};
 pub struct RedisServer {
     port: u16,
     child: Child,
-    _dir: tempfile::TempDir,
+    append_only: bool,
+    dir: tempfile::TempDir,
+}
+
+fn spawn(port: u16, dir: &std::path::Path, append_only: bool) -> Child {
+    let appendonly = if append_only { "yes" } else { "no" };
+    let mut command = Command::new("redis-server");
+    command.args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        appendonly,
+    ]);
+    if append_only {
+        // Every write on disk before it is acknowledged: what a restart test relies on.
+        command.args(["--appendfsync", "always"]);
+    }
+    command
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start redis-server ({e}); install it with `apt-get install redis-server` \
+                 (./scripts/test.sh does this when run as root)"
+            )
+        })
 }
 
 impl RedisServer {
-    /// Starts a server and waits until it answers PING.
+    /// Starts a server that keeps nothing, and waits until it answers PING.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts a server with append-only persistence, which [`RedisServer::restart`]
+    /// brings back with its data.
+    #[allow(dead_code)] // used by the it crate, not by tests/logs.rs
+    pub fn start_persistent() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(append_only: bool) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let port = free_port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start redis-server ({e}); install it with `apt-get install redis-server` \
-                     (./scripts/test.sh does this when run as root)"
-                )
-            });
+        let child = spawn(port, dir.path(), append_only);
         let mut server = Self {
             port,
             child,
-            _dir: dir,
+            append_only,
+            dir,
         };
         server.wait_until_answering();
         server
+    }
+
+    /// Kills the server (as a crash would) and starts it again on the same port and
+    /// directory, after `down` without it.
+    #[allow(dead_code)] // used by the it crate, not by tests/logs.rs
+    pub fn restart(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = spawn(self.port, self.dir.path(), self.append_only);
+        self.wait_until_answering();
     }
 
     /// `redis://127.0.0.1:port`.

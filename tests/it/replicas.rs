@@ -1,0 +1,408 @@
+//! The bridge as real processes (`kaizala-bridge run`) working a backlog against the
+//! Kaizala emulator, with the quotas scaled down to a 2 s period: one process uses the
+//! tenant's quota without a 429; three processes on one Redis share it; a process
+//! killed with SIGKILL and started again loses nothing and sends nothing twice; a
+//! Redis restarted mid-backlog (append-only) is picked up again by the workers.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kaizala_bridge::config::Config;
+use kaizala_bridge::jobs::send_action::key_marker;
+use kaizala_bridge::jobs::SendAction;
+use kaizala_bridge::model::{ActivityKind, CrmRecordRef};
+use kaizala_bridge::queue::{JobKind, Queue};
+use kaizala_bridge::sim::kaizala::{KaizalaSim, Seed, SimOptions};
+use serde_json::json;
+
+use crate::support::redis::RedisServer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_kaizala-bridge");
+
+/// Tenant quota 100 per 2 s (50/s); each connector 40 per 2 s, so three together
+/// could exceed the tenant's: the tenant quota is what binds.
+const SEED: &str = r#"
+quota_period = "2s"
+[[tenants]]
+id = "contoso"
+rate_limit_per_minute = 100
+[[tenants.connectors]]
+application_id = "app-1"
+application_secret = "secret-1"
+refresh_token = "rt-1"
+rate_limit_per_minute = 40
+groups = ["g-1"]
+[[tenants.connectors]]
+application_id = "app-2"
+application_secret = "secret-2"
+refresh_token = "rt-2"
+rate_limit_per_minute = 40
+groups = ["g-2"]
+[[tenants.connectors]]
+application_id = "app-3"
+application_secret = "secret-3"
+refresh_token = "rt-3"
+rate_limit_per_minute = 40
+groups = ["g-3"]
+[[groups]]
+id = "g-1"
+name = "One"
+[[groups]]
+id = "g-2"
+name = "Two"
+[[groups]]
+id = "g-3"
+name = "Three"
+"#;
+
+/// The tenant's quota per second.
+const TENANT_RATE: f64 = 50.0;
+
+fn config_text(sim: &str, queue: &str) -> String {
+    let mut text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace = "2s"
+[log]
+level = "warn"
+[queue]
+{queue}
+concurrency = 8
+heartbeat = "1s"
+backoff_initial = "100ms"
+backoff_max = "1s"
+max_attempts = 30
+attempt_timeout = "5s"
+[kaizala]
+quota_period = "2s"
+request_timeout = "3s"
+[[tenants]]
+id = "contoso"
+rate_limit_per_minute = 100
+"#
+    );
+    for n in 1..=3 {
+        text.push_str(&format!(
+            r#"[[tenants.connectors]]
+id = "app-{n}"
+application_id = "app-{n}"
+application_secret = "secret-{n}"
+refresh_token = "rt-{n}"
+api_root = "{sim}"
+rate_limit_per_minute = 40
+groups = ["g-{n}"]
+"#
+        ));
+    }
+    text
+}
+
+/// One test of this file at a time: each runs bridge processes whose pace it
+/// measures, which two at once on two cores would distort.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A `kaizala-bridge run` process; killed (SIGKILL) on drop.
+struct Bridge {
+    child: Child,
+}
+
+impl Bridge {
+    fn start(config: &Path, log: &Path) -> Self {
+        let log = std::fs::File::create(log).unwrap();
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(config)
+            .env_clear()
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the binary starts");
+        Self { child }
+    }
+
+    /// SIGKILL: no shutdown, no grace, whatever was in flight is cut.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn job(n: usize) -> SendAction {
+    let c = n % 3 + 1;
+    SendAction {
+        rule: "load".into(),
+        tenant: "contoso".into(),
+        connector: format!("app-{c}"),
+        group: format!("g-{c}"),
+        action: json!({
+            "actionType": "Survey",
+            "actionBody": { "title": format!("Deal {n}"), "dueDate": 48, "isAnonymous": false,
+                            "isSenderOnly": false, "acceptMultipleResponses": false,
+                            "questions": [{ "title": "Budget?", "type": "Text" }] }
+        }),
+        idempotency_key: format!("load/{n}"),
+        record: CrmRecordRef {
+            crm: "d365".into(),
+            entity_set: "opportunities".into(),
+            id: n.to_string(),
+        },
+        activity: ActivityKind::Task,
+    }
+}
+
+/// How often each key was posted, and every post's time (emulator ms).
+fn posts(sim: &KaizalaSim) -> (HashMap<String, usize>, Vec<i64>) {
+    let state = sim.state();
+    let mut keys = HashMap::new();
+    let mut times = Vec::new();
+    for group in state["groups"].as_object().unwrap().values() {
+        for action in group["actions"].as_array().unwrap() {
+            times.push(action["sentAt"].as_i64().unwrap());
+            for q in action["questions"].as_array().into_iter().flatten() {
+                if q["isInvisible"] == true {
+                    *keys
+                        .entry(q["title"].as_str().unwrap().to_string())
+                        .or_default() += 1;
+                }
+            }
+        }
+    }
+    times.sort_unstable();
+    (keys, times)
+}
+
+fn throttled(sim: &KaizalaSim) -> u64 {
+    let state = sim.state();
+    state["connectors"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|c| c["minutes"].as_object().unwrap().values())
+        .map(|m| m["throttled"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+struct Bed {
+    sim: KaizalaSim,
+    dir: tempfile::TempDir,
+    config: Config,
+    queue: Queue,
+    pushed: usize,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+async fn bed(redis: Option<&RedisServer>) -> Bed {
+    let serial = SERIAL.lock().await;
+    let seed = Seed::parse(SEED).unwrap();
+    let sim = KaizalaSim::start(&seed, SimOptions::fast(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let queue_toml = match redis {
+        Some(redis) => format!("backend = \"redis\"\nredis_url = \"{}\"", redis.url()),
+        None => format!(
+            "backend = \"sqlite\"\nsqlite_path = \"{}\"",
+            dir.path().join("bridge.sqlite").display()
+        ),
+    };
+    let file = dir.path().join("bridge.toml");
+    std::fs::write(&file, config_text(sim.base_url(), &queue_toml)).unwrap();
+    let config = Config::load(Some(&file), &HashMap::new()).unwrap();
+    let store = kaizala_bridge::store::open(&config).await.unwrap();
+    let queue = Queue::open(&config, store).await.unwrap();
+    Bed {
+        sim,
+        dir,
+        config,
+        queue,
+        pushed: 0,
+        _serial: serial,
+    }
+}
+
+impl Bed {
+    fn start(&self, name: &str) -> Bridge {
+        Bridge::start(
+            &self.dir.path().join("bridge.toml"),
+            &self.dir.path().join(format!("{name}.log")),
+        )
+    }
+
+    async fn push(&mut self, range: std::ops::Range<usize>) {
+        for n in range {
+            self.queue.push(job(n)).await.unwrap();
+            self.pushed += 1;
+        }
+    }
+
+    /// Waits until at most `total - count` jobs wait in the queue, then (for the
+    /// whole backlog) until the emulator shows `count` posts. The emulator's state is
+    /// read rarely: a snapshot of a thousand actions holds its lock long enough to
+    /// delay the very calls being measured.
+    async fn until_posted(&self, count: usize, limit: Duration) {
+        let started = Instant::now();
+        let total = self.pushed;
+        loop {
+            // The test's own connection may be cut too (a Redis restart): ask again.
+            let depth = self.queue.depth(JobKind::SendAction).await;
+            if let Ok(depth) = &depth {
+                if (depth.ready + depth.scheduled) as usize <= total - count {
+                    break;
+                }
+            }
+            assert!(
+                started.elapsed() < limit,
+                "{depth:?} of {total} still waiting after {limit:?}; logs: {}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        if count < total {
+            return;
+        }
+        while posts(&self.sim).0.len() < count {
+            assert!(
+                started.elapsed() < limit,
+                "{} of {count} posted within {limit:?}; logs: {}",
+                posts(&self.sim).0.len(),
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    fn logs(&self) -> String {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                all.push_str(&format!(
+                    "\n--- {}:\n{}",
+                    entry.path().display(),
+                    tail.join("\n")
+                ));
+            }
+        }
+        all
+    }
+
+    /// Every key of `0..count` posted exactly once, nothing else; no 429.
+    fn assert_exactly_once(&self, count: usize) {
+        let (keys, _) = posts(&self.sim);
+        for n in 0..count {
+            assert_eq!(
+                keys.get(&key_marker(&format!("load/{n}"))),
+                Some(&1),
+                "job {n} posted exactly once"
+            );
+        }
+        assert_eq!(keys.len(), count, "nothing else was posted");
+        assert_eq!(throttled(&self.sim), 0, "Kaizala never answered 429");
+        assert!(self.config.queue.max_attempts > 0);
+    }
+
+    /// Posts per second while the backlog lasted, as a share of the tenant's quota:
+    /// from the 5th to the 95th percentile of the posts, so the processes' start
+    /// (tokens fetched, workers spun up) and the drain at the end do not count.
+    fn quota_used(&self) -> f64 {
+        let (_, times) = posts(&self.sim);
+        let (first, last) = (times.len() / 20, times.len() * 19 / 20);
+        let span = (times[last] - times[first]) as f64 / 1000.0;
+        (last - first) as f64 / span / TENANT_RATE
+    }
+}
+
+async fn backlog_within_quota(redis: Option<&RedisServer>, processes: usize) {
+    let mut bed = bed(redis).await;
+    let jobs = 1000;
+    bed.push(0..jobs).await;
+    let bridges: Vec<Bridge> = (0..processes)
+        .map(|i| bed.start(&format!("bridge-{i}")))
+        .collect();
+    bed.until_posted(jobs, Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(bridges);
+    bed.assert_exactly_once(jobs);
+    let used = bed.quota_used();
+    println!(
+        "{processes} process(es): {:.1}% of the tenant quota",
+        used * 100.0
+    );
+    assert!(
+        used >= 0.95,
+        "only {:.1}% of the tenant's quota used",
+        used * 100.0
+    );
+    assert!(
+        used <= 1.01,
+        "{:.1}% of the tenant's quota: over it",
+        used * 100.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_on_sqlite_uses_the_tenant_quota_without_a_429() {
+    backlog_within_quota(None, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_on_redis_uses_the_tenant_quota_without_a_429() {
+    let redis = RedisServer::start();
+    backlog_within_quota(Some(&redis), 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_on_one_redis_share_the_quotas_and_send_each_job_once() {
+    let redis = RedisServer::start();
+    backlog_within_quota(Some(&redis), 3).await;
+}
+
+async fn killed_mid_backlog(redis: Option<&RedisServer>) {
+    let mut bed = bed(redis).await;
+    let jobs = 300;
+    bed.push(0..jobs).await;
+    let bridge = bed.start("first");
+    bed.until_posted(100, Duration::from_secs(60)).await;
+    bridge.kill();
+    let _again = bed.start("second");
+    bed.until_posted(jobs, Duration::from_secs(90)).await;
+    // Retries of cut attempts settle; nothing may be posted after this.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    bed.assert_exactly_once(jobs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_mid_backlog_on_sqlite_loses_nothing_and_sends_nothing_twice() {
+    killed_mid_backlog(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_mid_backlog_on_redis_loses_nothing_and_sends_nothing_twice() {
+    let redis = RedisServer::start();
+    killed_mid_backlog(Some(&redis)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_resume_after_redis_restarts_mid_backlog() {
+    let mut redis = RedisServer::start_persistent();
+    let mut bed = bed(Some(&redis)).await;
+    let jobs = 300;
+    bed.push(0..jobs).await;
+    let _bridge = bed.start("bridge");
+    bed.until_posted(100, Duration::from_secs(60)).await;
+    redis.restart(Duration::from_secs(1));
+    bed.until_posted(jobs, Duration::from_secs(90)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    bed.assert_exactly_once(jobs);
+}
