@@ -2,6 +2,7 @@
 
 mod admin;
 mod cli;
+mod crm_polling;
 mod dataverse_poller;
 mod dataverse_sink;
 mod dataverse_webhook;
