@@ -21,4 +21,5 @@ pub mod rules;
 pub mod shutdown;
 pub mod sim;
 pub mod store;
+pub mod systemd;
 pub mod telemetry;

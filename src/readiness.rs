@@ -12,6 +12,12 @@ use serde::Serialize;
 
 use crate::config::{Config, QueueBackend};
 
+/// `kaizala_bridge_ready`: 1 while every dependency answers (what `/readyz` says),
+/// published every 15 s so an alert needs no one probing.
+pub const READY: &str = "kaizala_bridge_ready";
+/// `kaizala_bridge_dependency_up{name,kind}`: 1 while that dependency answers.
+pub const DEPENDENCY_UP: &str = "kaizala_bridge_dependency_up";
+
 /// How long one probe may take before its dependency counts as down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -94,6 +100,33 @@ impl Readiness {
     /// process not ready, so an orchestrator restarts it.
     pub fn watch_workers(&self, queue: crate::queue::Queue) {
         let _ = self.workers.set(queue);
+    }
+
+    /// Why the job queue counts as stalled, if it does (and is watched).
+    pub fn stalled(&self) -> Option<String> {
+        self.workers.get().and_then(|queue| queue.stalled())
+    }
+
+    /// Publishes the readiness report as metrics every `every`, until `shutdown`.
+    pub async fn publish(
+        self: std::sync::Arc<Self>,
+        every: Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let report = self.report().await;
+            metrics::gauge!(READY).set(if report.is_ready() { 1.0 } else { 0.0 });
+            for dependency in &report.dependencies {
+                let up = if dependency.state == "up" { 1.0 } else { 0.0 };
+                metrics::gauge!(DEPENDENCY_UP, "name" => dependency.name, "kind" => dependency.kind)
+                    .set(up);
+            }
+        }
     }
 
     /// From now on the process reports itself not ready: it is shutting down.

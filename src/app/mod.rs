@@ -122,6 +122,7 @@ pub struct Application {
     router: Router,
     readiness: Arc<Readiness>,
     shutdown_grace: Duration,
+    drain_delay: Duration,
     reconciler: Option<(Vec<Managed>, Duration)>,
     daemon: Option<Daemon>,
 }
@@ -276,6 +277,7 @@ impl Application {
             router,
             readiness,
             shutdown_grace: config.server.shutdown_grace,
+            drain_delay: config.server.drain_delay,
             reconciler,
             daemon,
         })
@@ -436,15 +438,26 @@ impl Application {
         }
         let readiness = self.readiness.clone();
         let stop = shutdown.clone();
+        let drain_delay = self.drain_delay;
         let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             stop.cancelled().await;
+            // Not ready at once, still accepting for the drain delay: whoever routes
+            // requests here learns to stop before connections are refused.
             readiness.start_draining();
+            crate::systemd::stopping();
+            if !drain_delay.is_zero() {
+                tracing::info!(
+                    ?drain_delay,
+                    "shutting down: /readyz says draining; still accepting for the drain delay"
+                );
+                tokio::time::sleep(drain_delay).await;
+            }
             tracing::info!("no longer accepting connections; draining in-flight requests");
         });
         let grace = self.shutdown_grace;
         let grace_elapsed = async {
             shutdown.cancelled().await;
-            tokio::time::sleep(grace).await;
+            tokio::time::sleep(drain_delay + grace).await;
         };
         tokio::select! {
             result = server => result.map_err(AppError::Serve)?,
@@ -465,5 +478,15 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     let shutdown = CancellationToken::new();
     shutdown::cancel_on_signal(shutdown.clone()).map_err(AppError::Signals)?;
     let app = Application::build(&config).await?;
+    crate::systemd::ready();
+    tokio::spawn(
+        app.readiness
+            .clone()
+            .publish(Duration::from_secs(15), shutdown.clone()),
+    );
+    tokio::spawn(crate::systemd::feed_watchdog(
+        app.readiness.clone(),
+        shutdown.clone(),
+    ));
     app.run_until_stopped(shutdown).await
 }

@@ -97,6 +97,11 @@ pub struct ServerConfig {
     /// After SIGTERM, how long in-flight work may take before the process exits anyway.
     #[serde(with = "duration")]
     pub shutdown_grace: Duration,
+    /// After SIGTERM, how long the listener stays open while `/readyz` already says
+    /// `draining`, so a load balancer stops sending before connections are refused
+    /// (Kubernetes removes a pod from its Service a moment after it is told to stop).
+    #[serde(with = "duration")]
+    pub drain_delay: Duration,
 }
 
 /// `[log]`: what is logged and how.

@@ -105,3 +105,38 @@ async fn shutdown_does_not_wait_past_the_grace_period() {
         .await
         .expect("stopping after the grace period is still a clean stop");
 }
+
+#[tokio::test]
+async fn readiness_goes_false_at_once_and_the_listener_stays_open_for_the_drain_delay() {
+    let toml = BASE.replace(
+        "shutdown_grace = \"5s\"",
+        "shutdown_grace = \"5s\"\ndrain_delay = \"1500ms\"",
+    );
+    let dir = ConfigDir::new(&toml);
+    let app = TestApp::spawn(&dir.load()).await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let stopped_at = std::time::Instant::now();
+    app.request_stop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A fresh connection (the probe's client keeps none): still accepted, not ready.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let readyz = fresh.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(readyz.status(), 503);
+    let body: serde_json::Value = readyz.json().await.unwrap();
+    assert_eq!(body["status"], "draining", "{body}");
+    let healthz = fresh.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(
+        healthz.status(),
+        200,
+        "still serving during the drain delay"
+    );
+    assert!(stopped_at.elapsed() < Duration::from_millis(1500));
+    app.stop().await.expect("a clean stop");
+    assert!(
+        stopped_at.elapsed() >= Duration::from_millis(1500),
+        "the listener closed only after the drain delay"
+    );
+}
