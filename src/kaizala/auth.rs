@@ -107,7 +107,11 @@ impl TokenManager {
             .as_ref()
             .is_some_and(|(_, expiry)| refresh_at < *expiry);
         if !fresh {
-            self.fetch(&mut state).await?;
+            if let Err(error) = self.fetch(&mut state).await {
+                metrics::counter!(TOKEN_REFRESH_FAILURES_TOTAL, "connector" => self.credentials.key.clone())
+                    .increment(1);
+                return Err(error);
+            }
         }
         let (token, _) = state.access.clone().expect("fetched above");
         let learned = state.learned.as_ref().expect("loaded above");
@@ -209,3 +213,7 @@ impl TokenManager {
 
 /// `kaizala_bridge_kaizala_token_refreshes_total{connector}`.
 pub const TOKEN_REFRESHES_TOTAL: &str = "kaizala_bridge_kaizala_token_refreshes_total";
+/// `kaizala_bridge_kaizala_token_refresh_failures_total{connector}`: access tokens
+/// that could not be had (a revoked refresh token, a wrong secret, Kaizala down).
+pub const TOKEN_REFRESH_FAILURES_TOTAL: &str =
+    "kaizala_bridge_kaizala_token_refresh_failures_total";

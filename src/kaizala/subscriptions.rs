@@ -12,6 +12,11 @@ use super::api::{Webhook, WebhookRequest};
 use super::client::KaizalaClient;
 use super::error::KaizalaError;
 
+/// `kaizala_bridge_webhook_subscriptions_total{tenant,outcome}`: webhooks the
+/// reconciler `created`, `updated`, `reenabled` (Kaizala had disabled them after
+/// failed deliveries) or `deleted`, and passes that `failed`.
+pub const SUBSCRIPTIONS_TOTAL: &str = "kaizala_bridge_webhook_subscriptions_total";
+
 /// The events the bridge acts on: answers to what it posted.
 pub const EVENT_TYPES: &[&str] = &["SurveyResponse", "ActionResponse", "JobResponse"];
 
@@ -245,7 +250,17 @@ pub async fn keep_reconciled(
     loop {
         for m in &managed {
             match reconcile(&m.client, &m.desired).await {
-                Ok(report) => tracing::info!(
+                Ok(report) => {
+                    for (outcome, groups) in [
+                        ("created", report.created.len()),
+                        ("updated", report.updated.len()),
+                        ("reenabled", report.reenabled.len()),
+                        ("deleted", report.deleted.len()),
+                    ] {
+                        metrics::counter!(SUBSCRIPTIONS_TOTAL, "tenant" => m.tenant.clone(), "outcome" => outcome)
+                            .increment(groups as u64);
+                    }
+                    tracing::info!(
                     tenant = %m.tenant,
                     connector = %m.connector,
                     created = report.created.len(),
@@ -254,8 +269,11 @@ pub async fn keep_reconciled(
                     deleted = report.deleted.len(),
                     unchanged = report.unchanged.len(),
                     "webhook subscriptions reconciled"
-                ),
+                    )
+                }
                 Err(error) => {
+                    metrics::counter!(SUBSCRIPTIONS_TOTAL, "tenant" => m.tenant.clone(), "outcome" => "failed")
+                        .increment(1);
                     tracing::warn!(tenant = %m.tenant, connector = %m.connector, %error, "webhook reconciliation failed; trying again later")
                 }
             }

@@ -44,6 +44,14 @@ impl TokenProvider {
 
     /// A valid token.
     pub async fn token(&self) -> Result<SecretString, DataverseError> {
+        let result = self.token_or_fetch().await;
+        if result.is_err() {
+            metrics::counter!("kaizala_bridge_dataverse_token_refresh_failures_total").increment(1);
+        }
+        result
+    }
+
+    async fn token_or_fetch(&self) -> Result<SecretString, DataverseError> {
         let mut cached = self.cached.lock().await;
         if let Some((token, expires)) = cached.as_ref() {
             if Instant::now() + self.margin < *expires {
