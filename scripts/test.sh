@@ -7,17 +7,36 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The tests need: a redis-server (they start private ones), systemd-analyze (the
+# unit is verified), promtool from Debian's prometheus package (the alert rules are
+# checked; its service is never started here) and kubernetes-validate from PyPI (the
+# manifests are checked against the Kubernetes schemas, offline).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     echo "==> installing ${missing[*]}"
     apt-get update -qq
+    # A policy-rc.d keeps the packages' services (prometheus, redis) from starting.
+    made_policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+      made_policy=yes
+    fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ -n "$made_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi
   else
     echo "missing: ${missing[*]}; install with: sudo apt-get install ${missing[*]}" >&2
     exit 1
   fi
+fi
+
+if ! python3 -c "import kubernetes_validate" >/dev/null 2>&1; then
+  echo "==> installing kubernetes-validate"
+  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate ||
+    { echo "cannot install kubernetes-validate with pip" >&2; exit 1; }
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -6,6 +6,7 @@ mod crm_polling;
 mod dataverse_poller;
 mod dataverse_sink;
 mod dataverse_webhook;
+mod deploy;
 mod end_to_end;
 mod kaizala_client;
 mod kaizala_poll;
