@@ -1,6 +1,29 @@
 #!/usr/bin/env bash
-# Runs the benchmarks and prints their figures; copy them to docs/benchmarks.md with
-# the machine they were measured on.
+# Runs a benchmark and prints its figures; copy them to docs/benchmarks.md with the
+# command and the machine they were measured on.
+#
+#   ./scripts/bench.sh [http]     the HTTP service and the webhook receiver on loopback
+#   ./scripts/bench.sh ratelimit  real per-minute quotas, one replica and three (a few minutes)
+#   ./scripts/bench.sh queue      jobs/s through one replica, on SQLite and on Redis
+#   ./scripts/bench.sh soak       a steady trickle for 30 minutes per backend: jobs, ages, RSS
+#
+# KB_BENCH_MINUTES changes how long ratelimit (default 3) and soak (default 30) run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo bench --locked --bench http_service
+case "${1:-http}" in
+  http)
+    cargo bench --locked --bench http_service
+    ;;
+  ratelimit | queue | soak)
+    command -v redis-server >/dev/null 2>&1 || {
+      echo "redis-server is missing: ./scripts/test.sh installs it" >&2
+      exit 1
+    }
+    cargo build --release --locked
+    cargo bench --locked --bench backlog -- "$1"
+    ;;
+  *)
+    echo "usage: $0 [http|ratelimit|queue|soak]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,366 @@
+//! Benchmarks of the job queue and the rate gate with real `kaizala-bridge run`
+//! processes (the release binary) against the Kaizala emulator in this process.
+//!
+//! - `ratelimit`: the real per-minute quotas (tenant 300, three connectors of 100) for
+//!   a few minutes, with one replica on SQLite and with three on one Redis; prints the
+//!   achieved rate against the tenant quota and the 429s Kaizala answered.
+//! - `queue`: jobs per second through one replica on each backend, quotas out of the way.
+//! - `soak`: a steady trickle for 30 minutes on each backend; prints jobs done, the
+//!   oldest ready job's age and the replica's RSS over time (flat means no leak).
+//!
+//! Run with `./scripts/bench.sh ratelimit|queue|soak` (which builds the release binary
+//! first); `KB_BENCH_MINUTES` shortens or lengthens ratelimit and soak.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kaizala_bridge::config::Config;
+use kaizala_bridge::jobs::SendAction;
+use kaizala_bridge::model::{ActivityKind, CrmRecordRef};
+use kaizala_bridge::queue::{JobKind, Queue};
+use kaizala_bridge::sim::kaizala::{KaizalaSim, Seed, SimOptions};
+use serde_json::json;
+
+fn seed(tenant: u32, connector: u32) -> String {
+    let mut text = format!("[[tenants]]\nid = \"contoso\"\nrate_limit_per_minute = {tenant}\n");
+    for n in 1..=3 {
+        text.push_str(&format!(
+            "[[tenants.connectors]]\napplication_id = \"app-{n}\"\napplication_secret = \"secret-{n}\"\n\
+             refresh_token = \"rt-{n}\"\nrate_limit_per_minute = {connector}\ngroups = [\"g-{n}\"]\n"
+        ));
+    }
+    for n in 1..=3 {
+        text.push_str(&format!(
+            "[[groups]]\nid = \"g-{n}\"\nname = \"Group {n}\"\n"
+        ));
+    }
+    text
+}
+
+fn config(sim: &str, queue: &str, tenant: u32, connector: u32) -> String {
+    let mut text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn\"\n[queue]\n{queue}\n\
+         [[tenants]]\nid = \"contoso\"\nrate_limit_per_minute = {tenant}\n"
+    );
+    for n in 1..=3 {
+        text.push_str(&format!(
+            "[[tenants.connectors]]\nid = \"app-{n}\"\napplication_id = \"app-{n}\"\n\
+             application_secret = \"secret-{n}\"\nrefresh_token = \"rt-{n}\"\napi_root = \"{sim}\"\n\
+             rate_limit_per_minute = {connector}\ngroups = [\"g-{n}\"]\n"
+        ));
+    }
+    text
+}
+
+fn job(n: usize) -> SendAction {
+    let c = n % 3 + 1;
+    SendAction {
+        rule: "bench".into(),
+        tenant: "contoso".into(),
+        connector: format!("app-{c}"),
+        group: format!("g-{c}"),
+        action: json!({ "actionType": "Survey", "actionBody": {
+            "title": format!("Deal {n}"), "dueDate": 48, "isAnonymous": false, "isSenderOnly": false,
+            "acceptMultipleResponses": false, "questions": [{ "title": "Budget?", "type": "Text" }] } }),
+        idempotency_key: format!("bench/{n}"),
+        record: CrmRecordRef {
+            crm: "d365".into(),
+            entity_set: "opportunities".into(),
+            id: n.to_string(),
+        },
+        activity: ActivityKind::Task,
+    }
+}
+
+/// A private redis-server on a free port; killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (./scripts/test.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A replica: the release binary's `run`; killed on drop.
+struct Replica(Child);
+
+impl Replica {
+    fn start(config: &Path) -> Self {
+        let binary =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/kaizala-bridge");
+        assert!(
+            binary.exists(),
+            "build the release binary first (./scripts/bench.sh does)"
+        );
+        let child = Command::new(binary)
+            .args(["run", "--config"])
+            .arg(config)
+            .env_clear()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+
+    fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Bench {
+    sim: KaizalaSim,
+    dir: tempfile::TempDir,
+    queue: Queue,
+    _redis: Option<Redis>,
+}
+
+async fn bench(redis: bool, tenant: u32, connector: u32) -> Bench {
+    let seed = Seed::parse(&seed(tenant, connector)).unwrap();
+    let sim = KaizalaSim::start(&seed, SimOptions::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = redis.then(Redis::start);
+    let queue_toml = match &redis {
+        Some(redis) => format!("backend = \"redis\"\nredis_url = \"{}\"", redis.url()),
+        None => format!(
+            "sqlite_path = \"{}\"",
+            dir.path().join("bridge.sqlite").display()
+        ),
+    };
+    let file = dir.path().join("bridge.toml");
+    std::fs::write(
+        &file,
+        config(sim.base_url(), &queue_toml, tenant, connector),
+    )
+    .unwrap();
+    let config = Config::load(Some(&file), &HashMap::new()).unwrap();
+    let store = kaizala_bridge::store::open(&config).await.unwrap();
+    let queue = Queue::open(&config, store).await.unwrap();
+    Bench {
+        sim,
+        dir,
+        queue,
+        _redis: redis,
+    }
+}
+
+impl Bench {
+    fn replica(&self) -> Replica {
+        Replica::start(&self.dir.path().join("bridge.toml"))
+    }
+
+    /// Post times (emulator ms), and 429s answered.
+    fn posts(&self) -> (Vec<i64>, u64) {
+        let state = self.sim.state();
+        let mut times: Vec<i64> = state["groups"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|g| g["actions"].as_array().unwrap().iter())
+            .map(|a| a["sentAt"].as_i64().unwrap())
+            .collect();
+        times.sort_unstable();
+        let throttled = state["connectors"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|c| c["minutes"].as_object().unwrap().values())
+            .map(|m| m["throttled"].as_u64().unwrap_or(0))
+            .sum();
+        (times, throttled)
+    }
+}
+
+fn minutes(default: u64) -> u64 {
+    std::env::var("KB_BENCH_MINUTES")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn ratelimit() {
+    let run = Duration::from_secs(60 * minutes(3));
+    println!("ratelimit: tenant 300/min, three connectors of 100/min, a backlog for {run:?}");
+    println!("| replicas | backend | posts | minutes | achieved per minute | of the tenant quota | 429s |");
+    println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: |");
+    for (replicas, redis) in [(1, false), (3, true)] {
+        let bench = bench(redis, 300, 100).await;
+        // More than the run can post, so the backlog lasts throughout.
+        let jobs = (run.as_secs() * 6) as usize + 100;
+        for n in 0..jobs {
+            bench.queue.push(job(n)).await.unwrap();
+        }
+        let started = Instant::now();
+        let fleet: Vec<Replica> = (0..replicas).map(|_| bench.replica()).collect();
+        tokio::time::sleep(run).await;
+        let (times, throttled) = bench.posts();
+        drop(fleet);
+        // The first and last 5% are the replicas starting and the sample's edges.
+        let (first, last) = (times.len() / 20, times.len() * 19 / 20);
+        let span_min = (times[last] - times[first]) as f64 / 60_000.0;
+        let rate = (last - first) as f64 / span_min;
+        println!(
+            "| {replicas} | {} | {} | {:.1} | {rate:.1} | {:.1}% | {throttled} |",
+            if redis { "redis" } else { "sqlite" },
+            times.len(),
+            started.elapsed().as_secs_f64() / 60.0,
+            rate / 300.0 * 100.0
+        );
+    }
+}
+
+async fn queue() {
+    let jobs = 3000;
+    println!("queue: {jobs} SendAction jobs through one replica, quotas out of the way");
+    println!("| backend | jobs | seconds | jobs/s |");
+    println!("| --- | ---: | ---: | ---: |");
+    for redis in [false, true] {
+        let bench = bench(redis, 1_000_000, 1_000_000).await;
+        for n in 0..jobs {
+            bench.queue.push(job(n)).await.unwrap();
+        }
+        let started = Instant::now();
+        let _replica = bench.replica();
+        loop {
+            // The emulator's state is read only once the queue looks empty: a snapshot
+            // of thousands of actions holds it up.
+            let depth = bench.queue.depth(JobKind::SendAction).await.unwrap();
+            if depth.ready + depth.scheduled == 0 && bench.posts().0.len() >= jobs {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        println!(
+            "| {} | {jobs} | {seconds:.1} | {:.0} |",
+            if redis { "redis" } else { "sqlite" },
+            jobs as f64 / seconds
+        );
+    }
+}
+
+async fn soak() {
+    let run = Duration::from_secs(60 * minutes(30));
+    let per_second = 2;
+    println!(
+        "soak: {per_second} jobs/s for {run:?} per backend; RSS of the replica each 5 minutes"
+    );
+    for redis in [false, true] {
+        let backend = if redis { "redis" } else { "sqlite" };
+        let bench = bench(redis, 1_000_000, 1_000_000).await;
+        let replica = bench.replica();
+        let started = Instant::now();
+        let mut n = 0;
+        let mut samples = Vec::new();
+        let mut oldest_max = 0.0f64;
+        let mut tick = tokio::time::interval(Duration::from_millis(1000 / per_second));
+        while started.elapsed() < run {
+            tick.tick().await;
+            bench.queue.push(job(n)).await.unwrap();
+            n += 1;
+            if n % (per_second as usize * 10) == 0 {
+                let depth = bench.queue.depth(JobKind::SendAction).await.unwrap();
+                if let Some(at) = depth.oldest_ready_ms {
+                    let age = (kaizala_bridge::queue::now_ms() - at) as f64 / 1000.0;
+                    oldest_max = oldest_max.max(age);
+                }
+            }
+            if n % (per_second as usize * 300) == 1 {
+                samples.push((started.elapsed().as_secs() / 60, replica.rss_kib()));
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let depth = bench.queue.depth(JobKind::SendAction).await.unwrap();
+        let done = bench.posts().0.len();
+        samples.push((started.elapsed().as_secs() / 60, replica.rss_kib()));
+        println!(
+            "{backend}: pushed {n}, done {done}, waiting at the end {} (oldest ready job seen: {oldest_max:.1} s)",
+            depth.ready + depth.scheduled
+        );
+        let rss: Vec<String> = samples
+            .iter()
+            .map(|(m, kib)| format!("{m} min: {:.1} MiB", *kib as f64 / 1024.0))
+            .collect();
+        println!("{backend}: RSS {}", rss.join(", "));
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let mode = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_else(|| "queue".into());
+    match mode.as_str() {
+        "ratelimit" => ratelimit().await,
+        "queue" => queue().await,
+        "soak" => soak().await,
+        other => {
+            eprintln!("unknown benchmark {other:?}: ratelimit, queue or soak");
+            std::process::exit(2);
+        }
+    }
+}
