@@ -117,8 +117,12 @@ pub fn response_of(event: &KaizalaEvent) -> Option<(ResponseEvent, String)> {
         .iter()
         .find(|a| a.is_invisible && a.title == "ResponseTime")
         .and_then(|a| a.value.as_i64());
+    // A time RFC 3339 cannot show (past the year 9999: a value in µs, say) is not
+    // believed; the answer is recorded with the time it arrived.
+    const LAST_MS: i64 = 253_402_300_799_000;
     let time = given_ms
-        .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms.max(0) as u64)))
+        .filter(|ms| (0..=LAST_MS).contains(ms))
+        .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms as u64)))
         .unwrap_or_else(std::time::SystemTime::now);
     let response = ResponseEvent {
         action_id: action_id.clone(),
@@ -177,5 +181,67 @@ impl EventSink for Intake {
     ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + '_>> {
         let tenant = tenant.to_string();
         Box::pin(async move { self.kaizala_event(&tenant, event).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn answer(time: Value) -> KaizalaEvent {
+        KaizalaEvent {
+            event_id: "e".into(),
+            event_type: "SurveyResponse".into(),
+            object_id: "g".into(),
+            object_type: "Group".into(),
+            context: String::new(),
+            from_user: "+1".into(),
+            from_user_name: "Asha".into(),
+            data: EventData::Response {
+                action_id: "a".into(),
+                group_id: "g".into(),
+                response_id: "r".into(),
+                responder: "+1".into(),
+                responder_name: "Asha".into(),
+                is_anonymous: false,
+                is_update: false,
+                answers: vec![
+                    Answer {
+                        title: "Budget?".into(),
+                        kind: "MultiOption".into(),
+                        value: json!(["Yes", "Later"]),
+                        is_invisible: false,
+                    },
+                    Answer {
+                        title: "ResponseTime".into(),
+                        kind: "DateTime".into(),
+                        value: time,
+                        is_invisible: true,
+                    },
+                ],
+            },
+        }
+    }
+
+    #[test]
+    fn an_answer_carries_its_visible_answers_as_text_and_its_time() {
+        let (response, time) = response_of(&answer(json!(1_521_800_782_956_i64))).unwrap();
+        assert_eq!(time, "2018-03-23T10:26:22Z");
+        assert_eq!(
+            response.answers.len(),
+            1,
+            "the invisible time is not an answer"
+        );
+        assert_eq!(response.answers[0].answer, "Yes, Later");
+    }
+
+    #[test]
+    fn a_time_out_of_range_is_not_believed_and_does_not_panic() {
+        for wild in [json!(1_700_000_000_000_000_i64), json!(-5)] {
+            let (_, time) = response_of(&answer(wild)).unwrap();
+            assert!(time.starts_with("20"), "{time}");
+        }
     }
 }
