@@ -12,7 +12,9 @@ use crate::crm::dataverse::poller::{poll_once, PollError, Watch};
 use crate::crm::dataverse::{DataverseError, WebApi};
 use crate::crm::CrmEventSink;
 use crate::jobs::Correlations;
-use crate::kaizala::poll::{poll_once as poll_responses, Outstanding};
+use crate::kaizala::poll::{
+    poll_once as poll_responses, Outstanding, PollError as PollResponsesError,
+};
 use crate::kaizala::{KaizalaClient, Receiver};
 use crate::queue::now_ms;
 use crate::store::{namespaces, Store};
@@ -160,12 +162,32 @@ pub struct ResponsePolling {
     pub interval: Duration,
     /// `kaizala.response_poll_grace`.
     pub grace: Duration,
+    /// The lease, so one replica at a time polls the tenant.
+    pub store: Arc<dyn Store>,
+    /// This process's name in the lease.
+    pub holder: String,
 }
 
 /// Reads the answers of every outstanding action of the tenant each interval, until
-/// `shutdown`; an action past its due date plus the grace period is dropped.
+/// `shutdown`; an action past its due date plus the grace period, or one Kaizala no
+/// longer shows, is dropped. One replica at a time polls a tenant (a lease).
 pub async fn poll_responses_loop(polling: ResponsePolling, shutdown: CancellationToken) {
+    let lease_key = format!("responses/{}", polling.tenant);
+    let lease_ttl = (polling.interval * 3).max(Duration::from_secs(30));
     loop {
+        if !hold_lease(
+            polling.store.as_ref(),
+            &lease_key,
+            &polling.holder,
+            lease_ttl,
+        )
+        .await
+        {
+            if !pause(polling.interval, &shutdown).await {
+                return;
+            }
+            continue;
+        }
         match poll_tenant(&polling).await {
             Ok(found) => {
                 metrics::counter!(RESPONSE_POLLS_TOTAL, "tenant" => polling.tenant.clone(), "outcome" => "ok").increment(1);
@@ -190,26 +212,27 @@ async fn poll_tenant(polling: &ResponsePolling) -> Result<usize, String> {
         .actions()
         .await
         .map_err(|e| e.to_string())?;
-    let mut by_connector: HashMap<String, Vec<Outstanding>> = HashMap::new();
+    let mut found = 0;
+    let mut failed = 0;
     for (action_id, correlation) in actions {
         if correlation.tenant != polling.tenant || correlation.polled_out {
             continue;
         }
-        by_connector
-            .entry(format!("{}/{}", correlation.tenant, correlation.connector))
-            .or_default()
-            .push(Outstanding {
-                group_id: correlation.group.clone(),
-                action_id,
-                due_ms: correlation.due_ms.unwrap_or(i64::MAX / 2),
-            });
-    }
-    let mut found = 0;
-    for (key, outstanding) in by_connector {
+        // An action with no due date (an announcement) takes no answers.
+        let Some(due_ms) = correlation.due_ms else {
+            continue;
+        };
+        let key = format!("{}/{}", correlation.tenant, correlation.connector);
         let Some(client) = polling.clients.get(&key) else {
             continue;
         };
-        let report = poll_responses(
+        let outstanding = [Outstanding {
+            group_id: correlation.group.clone(),
+            action_id: action_id.clone(),
+            due_ms,
+        }];
+        // Each action on its own: one that fails does not hold up the others.
+        let finished = match poll_responses(
             client,
             &polling.receiver,
             &polling.tenant,
@@ -218,13 +241,33 @@ async fn poll_tenant(polling: &ResponsePolling) -> Result<usize, String> {
             polling.grace,
         )
         .await
-        .map_err(|e| e.to_string())?;
-        found += report.handed_on;
-        for action_id in report.finished {
-            // Past due and grace: no more answers to read. The correlation stays so a
-            // late webhook still lands; only its polling stops.
+        {
+            Ok(report) => {
+                found += report.handed_on;
+                !report.finished.is_empty()
+            }
+            Err(PollResponsesError::Kaizala(error)) if !error.is_retryable() => {
+                tracing::warn!(tenant = %polling.tenant, %action_id, %error, "an action cannot be read any more (deleted, or its group no longer granted); no longer polling it");
+                true
+            }
+            Err(PollResponsesError::Kaizala(error)) => {
+                failed += 1;
+                tracing::debug!(tenant = %polling.tenant, %action_id, %error, "an action could not be read this time");
+                false
+            }
+            // The queue cannot take answers: the next pass offers them again.
+            Err(error) => return Err(error.to_string()),
+        };
+        if finished {
+            // Past due and grace (or gone): no more answers to read. The correlation
+            // stays so a late webhook still lands; only its polling stops.
             let _ = polling.correlations.stop_polling(&action_id).await;
         }
+    }
+    if failed > 0 {
+        return Err(format!(
+            "{failed} action(s) could not be read; they are tried again next time"
+        ));
     }
     Ok(found)
 }

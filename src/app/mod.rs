@@ -85,6 +85,9 @@ pub enum AppError {
     /// A Dataverse client could not be built.
     #[error(transparent)]
     Dataverse(#[from] crate::crm::dataverse::DataverseError),
+    /// The job queue stalled and the process stopped itself to be restarted.
+    #[error("stopped: {0}")]
+    Stalled(String),
     /// The HTTP server stopped with an error.
     #[error("the HTTP server failed: {0}")]
     Serve(io::Error),
@@ -358,6 +361,8 @@ impl Application {
                 correlations: correlations.clone(),
                 interval: config.kaizala.response_poll_interval,
                 grace: config.kaizala.response_poll_grace,
+                store: store.clone(),
+                holder: holder.clone(),
             })
             .collect();
         let wants_webhooks = config
@@ -488,5 +493,49 @@ pub async fn run(config: Config) -> Result<(), AppError> {
         app.readiness.clone(),
         shutdown.clone(),
     ));
-    app.run_until_stopped(shutdown).await
+    let stalled = Arc::new(std::sync::Mutex::new(None));
+    tokio::spawn(stop_when_stalled(
+        app.readiness.clone(),
+        shutdown.clone(),
+        stalled.clone(),
+    ));
+    app.run_until_stopped(shutdown).await?;
+    let why = stalled.lock().unwrap().take();
+    match why {
+        Some(why) => Err(AppError::Stalled(why)),
+        None => Ok(()),
+    }
+}
+
+/// How long the queue may stay stalled before the process stops itself.
+const STALLED_FOR: Duration = Duration::from_secs(60);
+
+/// Stops the process (exit 1, so systemd's `Restart=on-failure` or Kubernetes
+/// restarts it) once the queue has been stalled for [`STALLED_FOR`] on end: readiness
+/// already says so, but an orchestrator only takes a not-ready replica out of its
+/// Service, it does not restart it.
+async fn stop_when_stalled(
+    readiness: Arc<Readiness>,
+    shutdown: CancellationToken,
+    stalled: Arc<std::sync::Mutex<Option<String>>>,
+) {
+    let mut since: Option<std::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        match readiness.stalled() {
+            None => since = None,
+            Some(why) => {
+                let started = *since.get_or_insert_with(std::time::Instant::now);
+                if started.elapsed() >= STALLED_FOR {
+                    tracing::error!(%why, "the job queue is stalled; stopping so the supervisor restarts the bridge");
+                    *stalled.lock().unwrap() = Some(why);
+                    shutdown.cancel();
+                    return;
+                }
+            }
+        }
+    }
 }
