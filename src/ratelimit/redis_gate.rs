@@ -67,7 +67,10 @@ for _, at in ipairs(candidates) do
       local member = string.format('%.0f', at)
       for i = 1, n do
         redis.call('ZADD', KEYS[2 * i - 1], member, member)
-        redis.call('PEXPIRE', KEYS[2 * i - 1], math.ceil((at - now) / 1000) + 60000)
+        -- Kept a minute past its latest reservation (not this one's: an earlier slot
+        -- must not shorten the life of later ones).
+        local last = redis.call('ZRANGE', KEYS[2 * i - 1], -1, -1, 'WITHSCORES')
+        redis.call('PEXPIRE', KEYS[2 * i - 1], math.ceil((tonumber(last[2]) - now) / 1000) + 60000)
       end
       return {1, at - now}
     end
