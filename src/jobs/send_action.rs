@@ -45,6 +45,10 @@ pub struct SendActionHandler {
 /// what they hold.
 type SentActivities = (HashMap<String, Arc<dyn CrmSink>>, Arc<Rules>);
 
+/// How long an attempt waits for another attempt's hold on its key before it gives
+/// up this attempt (well inside the queue's attempt timeout).
+const HOLD_WAIT: Duration = Duration::from_secs(20);
+
 /// How long one attempt holds an idempotency key by default: the queue's default
 /// `attempt_timeout`, after which the attempt is surely over.
 const DEFAULT_HOLD: Duration = Duration::from_secs(150);
@@ -82,16 +86,25 @@ impl SendActionHandler {
     async fn send(&self, job: &SendAction) -> Result<(), JobError> {
         let key = &job.idempotency_key;
         let me = uuid::Uuid::new_v4().to_string();
-        let held = self
-            .correlations
-            .hold(key, &me, self.hold)
-            .await
-            .map_err(store_failure)?;
-        if !held {
-            return Err(JobError::Retry {
-                reason: format!("another attempt is posting {key}"),
-                after: Some(Duration::from_millis(500)),
-            });
+        // The other holder usually finishes within moments (one POST): wait for it
+        // here rather than spend an attempt of this job's budget on each look.
+        let waiting_since = std::time::Instant::now();
+        loop {
+            let held = self
+                .correlations
+                .hold(key, &me, self.hold)
+                .await
+                .map_err(store_failure)?;
+            if held {
+                break;
+            }
+            if waiting_since.elapsed() >= HOLD_WAIT {
+                return Err(JobError::Retry {
+                    reason: format!("another attempt is still posting {key}"),
+                    after: Some(Duration::from_secs(1)),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let result = self.send_held(job).await;
         let _ = self.correlations.release(key, &me).await;
@@ -130,7 +143,9 @@ impl SendActionHandler {
                 metrics::counter!(ACTIONS_TOTAL, "outcome" => "already_sent").increment(1);
                 return Ok((action_id, correlation));
             }
-            Some(PostState::Posting { started_ms }) => {
+            // Only a survey carries its key (in an invisible question) for a search to
+            // find; other action types are posted again after an uncertain outcome.
+            Some(PostState::Posting { started_ms }) if is_survey(&body) => {
                 if let Some(action_id) = self.find(client, job, &body, &title, started_ms).await? {
                     tracing::info!(%key, %action_id, "an earlier attempt had posted the action");
                     self.correlations
@@ -140,6 +155,9 @@ impl SendActionHandler {
                     metrics::counter!(ACTIONS_TOTAL, "outcome" => "found").increment(1);
                     return Ok((action_id, correlation));
                 }
+            }
+            Some(PostState::Posting { .. }) => {
+                tracing::warn!(%key, "the outcome of an earlier post is not known and this action type carries no key to look for; posting again");
             }
             None => {
                 let started_ms = now_ms();
@@ -239,6 +257,13 @@ fn due_hours(body: &Value) -> Option<i64> {
         .or_else(|| inner["expiryInHours"].as_i64())
 }
 
+/// Whether the body is a survey's (the one type that carries questions).
+fn is_survey(body: &Value) -> bool {
+    body["actionType"]
+        .as_str()
+        .is_some_and(|t| t.eq_ignore_ascii_case("survey"))
+}
+
 /// The body with the key's invisible question added (surveys carry questions; for
 /// other action types the body is posted as it is).
 fn with_marker(action: &Value, key: &str) -> Result<Value, JobError> {
@@ -248,10 +273,7 @@ fn with_marker(action: &Value, key: &str) -> Result<Value, JobError> {
             "action: the body has no actionBody object".into(),
         ));
     }
-    let is_survey = body["actionType"]
-        .as_str()
-        .is_some_and(|t| t.eq_ignore_ascii_case("survey"));
-    if is_survey {
+    if is_survey(&body) {
         let marker = key_marker(key);
         let questions = body["actionBody"]
             .as_object_mut()
