@@ -225,3 +225,48 @@ async fn an_expired_delta_token_leads_to_a_fresh_baseline() {
             .baseline
     );
 }
+
+#[tokio::test]
+async fn a_record_edited_right_after_its_creation_still_counts_as_new() {
+    let dv = Dv::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let links = SqliteStore::open(&dir.path().join("state.sqlite"))
+        .await
+        .unwrap();
+    let (api, sink, watch) = (api(&dv), Collect::default(), watch(Baseline::ChangesOnly));
+    poll_once(&api, &links, &sink, &watch).await.unwrap();
+
+    dv.sim.advance_clock(Duration::from_secs(5));
+    let web = dv.api().await;
+    let id = web
+        .create_opportunity(&json!({ "name": "Edited at once" }))
+        .await;
+    // A plugin, or the sales rep, changes it a few seconds later, before the next poll.
+    dv.sim.advance_clock(Duration::from_secs(5));
+    web.patch(
+        &format!("opportunities({id})"),
+        &json!({ "estimatedvalue": 12000 }),
+        &[("If-Match", "*")],
+    )
+    .await;
+    poll_once(&api, &links, &sink, &watch).await.unwrap();
+    assert_eq!(
+        sink.take(),
+        [(ChangeKind::Created, "Edited at once".to_string())],
+        "created after everything read before: new, whatever happened since"
+    );
+
+    // Changed again later: now it is an update.
+    dv.sim.advance_clock(Duration::from_secs(5));
+    web.patch(
+        &format!("opportunities({id})"),
+        &json!({ "estimatedvalue": 13000 }),
+        &[("If-Match", "*")],
+    )
+    .await;
+    poll_once(&api, &links, &sink, &watch).await.unwrap();
+    assert_eq!(
+        sink.take(),
+        [(ChangeKind::Updated, "Edited at once".to_string())]
+    );
+}

@@ -78,10 +78,13 @@ pub async fn poll_once(
     metrics::counter!("kaizala_bridge_dataverse_delta_polls_total", "crm" => watch.crm.clone())
         .increment(1);
     let mut report = PollReport::default();
-    let saved = links.get(namespaces::DELTA_LINKS, &watch.key()).await?;
-    let (rows, next_link) = match saved {
-        Some(link) => match read_all(api, &link).await {
-            Ok(result) => result,
+    let saved = links
+        .get(namespaces::DELTA_LINKS, &watch.key())
+        .await?
+        .map(|text| Saved::parse(&text));
+    let (rows, next_link, seen) = match saved {
+        Some(saved) => match read_all(api, &saved.link).await {
+            Ok((rows, link)) => (rows, link, saved.seen),
             Err(DataverseError::DeltaExpired) => {
                 tracing::warn!(crm = %watch.crm, entity_set = %watch.entity_set, "the delta token expired; taking a fresh baseline");
                 links.delete(namespaces::DELTA_LINKS, &watch.key()).await?;
@@ -92,17 +95,87 @@ pub async fn poll_once(
         },
         None => return baseline(api, links, sink, watch, report).await,
     };
+    let latest = latest_modified(&rows, seen.latest());
     for row in rows {
-        if let Some(event) = event_of(watch, row) {
+        if let Some(event) = event_of(watch, row, &seen) {
             sink.accept(event).await.map_err(PollError::Sink)?;
             report.events += 1;
         }
     }
+    let saved = Saved {
+        link: next_link,
+        seen: Seen::Until(latest),
+    };
     links
-        .put(namespaces::DELTA_LINKS, &watch.key(), &next_link, None)
+        .put(namespaces::DELTA_LINKS, &watch.key(), &saved.text(), None)
         .await?;
     count(watch, report.events);
     Ok(report)
+}
+
+/// What is kept per watch: the delta link, and the latest `modifiedon` read so far.
+/// A row created after every row read before is new, whatever it went through since
+/// (a record edited right after its creation arrives with `modifiedon` past its
+/// `createdon`, and must still fire the rules of new records).
+struct Saved {
+    link: String,
+    seen: Seen,
+}
+
+/// How far the reads of a watch have come.
+enum Seen {
+    /// Saved by a version that kept only the link: tell new rows by
+    /// `createdon == modifiedon`.
+    Unknown,
+    /// Every row read so far was modified at or before this (None: no row yet).
+    Until(Option<String>),
+}
+
+impl Seen {
+    fn latest(&self) -> Option<&str> {
+        match self {
+            Seen::Until(latest) => latest.as_deref(),
+            Seen::Unknown => None,
+        }
+    }
+}
+
+impl Saved {
+    fn parse(text: &str) -> Self {
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(saved)) => Saved {
+                link: saved
+                    .get("link")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                seen: Seen::Until(
+                    saved
+                        .get("seen_until")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                ),
+            },
+            _ => Saved {
+                link: text.to_string(),
+                seen: Seen::Unknown,
+            },
+        }
+    }
+
+    fn text(&self) -> String {
+        serde_json::json!({ "link": self.link, "seen_until": self.seen.latest() }).to_string()
+    }
+}
+
+/// The latest `modifiedon` among `rows` and `before` (ISO 8601 in UTC, as Dataverse
+/// writes them, compare as text).
+fn latest_modified(rows: &[Map<String, Value>], before: Option<&str>) -> Option<String> {
+    rows.iter()
+        .filter_map(|r| r.get("modifiedon").and_then(Value::as_str))
+        .chain(before)
+        .max()
+        .map(str::to_string)
 }
 
 async fn baseline(
@@ -122,17 +195,22 @@ async fn baseline(
     }
     let first = format!("{}?$select={}", watch.entity_set, select.join(","));
     let (rows, link) = read_all(api, &first).await?;
+    let latest = latest_modified(&rows, None);
     if watch.baseline == Baseline::ExistingAsNew {
         for row in rows {
-            if let Some(mut event) = event_of(watch, row) {
+            if let Some(mut event) = event_of(watch, row, &Seen::Unknown) {
                 event.kind = ChangeKind::Created;
                 sink.accept(event).await.map_err(PollError::Sink)?;
                 report.events += 1;
             }
         }
     }
+    let saved = Saved {
+        link,
+        seen: Seen::Until(latest),
+    };
     links
-        .put(namespaces::DELTA_LINKS, &watch.key(), &link, None)
+        .put(namespaces::DELTA_LINKS, &watch.key(), &saved.text(), None)
         .await?;
     count(watch, report.events);
     Ok(report)
@@ -175,8 +253,12 @@ async fn read_all(
 }
 
 /// A row of a delta as an event: deletions carry `reason: deleted`; new and changed
-/// rows look alike, so a row whose `createdon` equals its `modifiedon` is new.
-fn event_of(watch: &Watch, row: Map<String, Value>) -> Option<CrmEvent> {
+/// rows look alike, so a row is new when it was never modified after its creation,
+/// or was created after the latest modification read before (a record edited right
+/// after its creation is still new). Timestamps have whole seconds: a row created in
+/// the very second of that latest modification, after it was read, and edited before
+/// the next poll, counts as changed; the webhook is there for it.
+fn event_of(watch: &Watch, row: Map<String, Value>, seen: &Seen) -> Option<CrmEvent> {
     let record = |id: String| CrmRecordRef {
         crm: watch.crm.clone(),
         entity_set: watch.entity_set.clone(),
@@ -194,8 +276,13 @@ fn event_of(watch: &Watch, row: Map<String, Value>) -> Option<CrmEvent> {
     let key = primary_key(&watch.entity_set);
     let id = row.get(&key)?.as_str()?.to_string();
     let created = row.get("createdon").and_then(Value::as_str);
-    let kind = match (created, row.get("modifiedon").and_then(Value::as_str)) {
-        (Some(c), Some(m)) if c != m => ChangeKind::Updated,
+    let modified = row.get("modifiedon").and_then(Value::as_str);
+    let kind = match (seen, created, modified) {
+        // Nothing existed at the baseline: whatever appears since is new.
+        (Seen::Until(None), _, _) => ChangeKind::Created,
+        (_, Some(c), Some(m)) if c == m => ChangeKind::Created,
+        (Seen::Until(Some(latest)), Some(c), _) if c > latest.as_str() => ChangeKind::Created,
+        (_, Some(_), Some(_)) => ChangeKind::Updated,
         _ => ChangeKind::Created,
     };
     let attributes = row

@@ -162,6 +162,9 @@ fn parse(crm: &str, body: &[u8]) -> Result<Option<CrmEvent>, String> {
                 .find(|p| p.get("key").and_then(Value::as_str) == Some("Target"))
                 .and_then(|p| p.get("value"))
         });
+    // A Create's Target holds every column set (an absent one is empty); an Update's
+    // holds the changed ones only, and a payload without its Target holds none.
+    let partial = kind == ChangeKind::Updated || (kind == ChangeKind::Created && target.is_none());
     if kind != ChangeKind::Deleted {
         if let Some(pairs) = target
             .and_then(|t| t.get("Attributes"))
@@ -184,7 +187,7 @@ fn parse(crm: &str, body: &[u8]) -> Result<Option<CrmEvent>, String> {
             entity_set,
             id,
         },
-        partial: kind == ChangeKind::Updated,
+        partial,
         kind,
         attributes,
     }))
