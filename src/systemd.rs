@@ -4,8 +4,9 @@
 //! call does nothing.
 //!
 //! The watchdog is fed only while the job queue is not stalled, so a bridge whose
-//! workers stopped making progress is restarted by systemd (`WatchdogSec=`), as
-//! Kubernetes restarts it through `/readyz`.
+//! workers stopped making progress is restarted by systemd (`WatchdogSec=`); `run`
+//! also stops itself after a minute stalled (see `app::run`), which restarts it under
+//! Kubernetes too.
 
 use std::sync::Arc;
 use std::time::Duration;
