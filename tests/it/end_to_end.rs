@@ -129,6 +129,8 @@ fallback_group = "g-general"
 [rules.write_back]
 subject = "{{{{ responder.name }}}} on {{{{ action.title }}}}"
 description = "{{% for a in answers %}}{{{{ a.question }}}} = {{{{ a.answer }}}}\n{{% endfor %}}"
+sent_subject = "Survey sent: {{{{ action.title }}}}"
+sent_description = "In {{{{ action.group }}}}"
 "#
     )
 }
@@ -255,7 +257,20 @@ fn surveys(kaizala: &KaizalaSim) -> Vec<(String, String, String, String, Vec<Str
     found
 }
 
+/// The tasks answers became (the "survey sent" ones apart).
 fn tasks(dataverse: &DataverseSim) -> Vec<Value> {
+    all_tasks(dataverse)
+        .into_iter()
+        .filter(|t| {
+            !t["subject"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("Survey sent: ")
+        })
+        .collect()
+}
+
+fn all_tasks(dataverse: &DataverseSim) -> Vec<Value> {
     dataverse.state()["tables"]["tasks"]["rows"]
         .as_array()
         .cloned()
@@ -424,6 +439,41 @@ async fn finish(
                 );
             }
         }
+    }
+
+    // Each survey sent is on its opportunity's timeline once, naming its group.
+    until(
+        "every survey-sent task written",
+        Duration::from_secs(30),
+        || all_tasks(dataverse).len() >= expected,
+    )
+    .await;
+    let sent: Vec<Value> = all_tasks(dataverse)
+        .into_iter()
+        .filter(|t| {
+            t["subject"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("Survey sent: ")
+        })
+        .collect();
+    assert_eq!(
+        sent.len(),
+        expected,
+        "one survey-sent task per survey: {sent:#?}"
+    );
+    for ((name, value, _, group), id) in deals.iter().zip(ids) {
+        let Some(group) = group else { continue };
+        let mine: Vec<&Value> = sent
+            .iter()
+            .filter(|t| t["_regardingobjectid_value"] == id.as_str())
+            .collect();
+        assert_eq!(mine.len(), 1, "{name}: {mine:#?}");
+        assert_eq!(
+            mine[0]["subject"],
+            format!("Survey sent: Qualify {name} ({value})")
+        );
+        assert_eq!(mine[0]["description"], format!("In {group}"));
     }
 
     // Two people answer each survey.
