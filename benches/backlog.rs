@@ -12,7 +12,6 @@
 //! first); `KB_BENCH_MINUTES` shortens or lengthens ratelimit and soak.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,6 +22,13 @@ use kaizala_bridge::model::{ActivityKind, CrmRecordRef};
 use kaizala_bridge::queue::{JobKind, Queue};
 use kaizala_bridge::sim::kaizala::{KaizalaSim, Seed, SimOptions};
 use serde_json::json;
+
+// The test suite's private redis-server (a free port, a temporary directory).
+#[allow(dead_code)]
+#[path = "../tests/it/support/redis.rs"]
+mod redis;
+
+use redis::RedisServer as Redis;
 
 fn seed(tenant: u32, connector: u32) -> String {
     let mut text = format!("[[tenants]]\nid = \"contoso\"\nrate_limit_per_minute = {tenant}\n");
@@ -72,61 +78,6 @@ fn job(n: usize) -> SendAction {
             id: n.to_string(),
         },
         activity: ActivityKind::Task,
-    }
-}
-
-/// A private redis-server on a free port; killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (./scripts/test.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -75,6 +75,30 @@ fn runtime(log: &LogConfig) -> Result<tokio::runtime::Runtime, ExitCode> {
     })
 }
 
+/// Runs `work` with pretty logs at `level` until it ends; `work` gets a token that
+/// SIGTERM or SIGINT cancels. A failure is printed as `kaizala-bridge: ...` and is
+/// exit code 1.
+fn until_signal<T, F>(level: &str, work: impl FnOnce(CancellationToken) -> F) -> Result<T, ExitCode>
+where
+    F: std::future::Future<Output = Result<T, String>>,
+{
+    let log = LogConfig {
+        level: level.into(),
+        format: LogFormat::Pretty,
+    };
+    let runtime = runtime(&log)?;
+    let result = runtime.block_on(async {
+        let stop = CancellationToken::new();
+        shutdown::cancel_on_signal(stop.clone()).map_err(|e| e.to_string())?;
+        work(stop).await
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result.map_err(|error| {
+        eprintln!("kaizala-bridge: {error}");
+        ExitCode::from(EXIT_RUNTIME)
+    })
+}
+
 /// `sim dataverse`: the Dataverse emulator alone, until SIGTERM or SIGINT.
 fn sim_dataverse(args: &DataverseSimArgs) -> ExitCode {
     use kaizala_bridge::sim::dataverse::{
@@ -93,31 +117,15 @@ fn sim_dataverse(args: &DataverseSimArgs) -> ExitCode {
         change_tracking_retention: args.change_tracking_retention,
         ..DataverseOptions::default()
     };
-    let log = LogConfig {
-        level: "info".into(),
-        format: LogFormat::Pretty,
-    };
-    let runtime = match runtime(&log) {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    let result = runtime.block_on(async {
-        let stop = CancellationToken::new();
-        shutdown::cancel_on_signal(stop.clone()).map_err(|e| e.to_string())?;
+    let served = until_signal("info", |stop| async move {
         let sim = DataverseSim::start(&seed, options, args.listen)
             .await
             .map_err(|e| e.to_string())?;
         println!("dataverse emulator listening on {}", sim.base_url());
         sim.run_until(stop).await;
-        Ok::<(), String>(())
+        Ok(())
     });
-    match result {
-        Ok(()) => ExitCode::from(EXIT_OK),
-        Err(error) => {
-            eprintln!("kaizala-bridge: {error}");
-            ExitCode::from(EXIT_RUNTIME)
-        }
-    }
+    served.map_or_else(|code| code, |()| ExitCode::from(EXIT_OK))
 }
 
 /// `sim kaizala`: the emulator alone, until SIGTERM or SIGINT. It needs no bridge
@@ -138,31 +146,15 @@ fn sim_kaizala(args: &KaizalaSimArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let log = LogConfig {
-        level: "info".into(),
-        format: LogFormat::Pretty,
-    };
-    let runtime = match runtime(&log) {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    let result = runtime.block_on(async {
-        let stop = CancellationToken::new();
-        shutdown::cancel_on_signal(stop.clone()).map_err(|e| e.to_string())?;
+    let served = until_signal("info", |stop| async move {
         let sim = KaizalaSim::start(&seed, options, listen)
             .await
             .map_err(|e| e.to_string())?;
         println!("kaizala emulator listening on {}", sim.base_url());
         sim.run_until(stop).await;
-        Ok::<(), String>(())
+        Ok(())
     });
-    match result {
-        Ok(()) => ExitCode::from(EXIT_OK),
-        Err(error) => {
-            eprintln!("kaizala-bridge: {error}");
-            ExitCode::from(EXIT_RUNTIME)
-        }
-    }
+    served.map_or_else(|code| code, |()| ExitCode::from(EXIT_OK))
 }
 
 /// `auth pin|login`: onboarding a connector by PIN.
@@ -369,30 +361,16 @@ async fn list_webhooks(
 
 /// `demo`: the whole loop against the built-in emulators; it needs no configuration.
 fn demo(keep_running: bool) -> ExitCode {
-    let log = LogConfig {
-        level: "warn".into(),
-        format: LogFormat::Pretty,
-    };
-    let runtime = match runtime(&log) {
-        Ok(runtime) => runtime,
-        Err(code) => return code,
-    };
-    let result = runtime.block_on(async {
-        let stop = CancellationToken::new();
-        shutdown::cancel_on_signal(stop.clone()).map_err(|e| e.to_string())?;
-        let options = kaizala_bridge::sim::demo::DemoOptions { keep_running };
+    let options = kaizala_bridge::sim::demo::DemoOptions { keep_running };
+    let ran = until_signal("warn", |stop| async move {
         kaizala_bridge::sim::demo::run(options, stop)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| format!("demo: {e}"))
     });
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    match result {
+    match ran {
         Ok(true) => ExitCode::from(EXIT_OK),
         Ok(false) => ExitCode::from(EXIT_RUNTIME),
-        Err(error) => {
-            eprintln!("kaizala-bridge demo: {error}");
-            ExitCode::from(EXIT_RUNTIME)
-        }
+        Err(code) => code,
     }
 }
 

@@ -20,6 +20,7 @@ use crate::app::Application;
 use crate::config::Config;
 use crate::sim::dataverse::{DataverseSim, ServiceEndpoint};
 use crate::sim::kaizala::KaizalaSim;
+use crate::sim::people::{Cast, People};
 
 /// How long the demo waits for surveys and answers before it gives up.
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -264,122 +265,15 @@ description = "{{% for a in answers %}}{{{{ a.question }}}}: {{{{ a.answer }}}}\
     Ok(file)
 }
 
-/// A small HTTP driver of both emulators, as their users would call them.
-struct Driver {
-    http: reqwest::Client,
-    kaizala: String,
-    dataverse: String,
-    dataverse_token: String,
-    kaizala_token: String,
-    kaizala_endpoint: String,
-}
-
-impl Driver {
-    async fn connect(kaizala: &str, dataverse: &str) -> Result<Self, DemoError> {
-        let http = reqwest::Client::new();
-        let token: Value = http
-            .post(format!("{dataverse}/contoso-directory/oauth2/v2.0/token"))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("client_id", "sales-app"),
-                ("client_secret", "demo-sales-secret"),
-                ("scope", &format!("{dataverse}/.default")),
-            ])
-            .send()
-            .await
-            .map_err(|e| fail("the Dataverse emulator")(&e))?
-            .json()
-            .await
-            .map_err(|e| fail("the Dataverse emulator")(&e))?;
-        let session: Value = http
-            .get(format!("{kaizala}/v1/accessToken"))
-            .header("applicationId", "demo-sales-bot")
-            .header("applicationSecret", "demo-bot-secret")
-            .header("refreshToken", "demo-bot-refresh-token")
-            .send()
-            .await
-            .map_err(|e| fail("the Kaizala emulator")(&e))?
-            .json()
-            .await
-            .map_err(|e| fail("the Kaizala emulator")(&e))?;
-        let text = |v: &Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
-        Ok(Self {
-            http,
-            kaizala: kaizala.to_string(),
-            dataverse: dataverse.to_string(),
-            dataverse_token: text(&token, "access_token"),
-            kaizala_token: text(&session, "accessToken"),
-            kaizala_endpoint: text(&session, "endpointUrl"),
-        })
-    }
-
-    async fn create_opportunity(&self, deal: &Deal) -> Result<String, DemoError> {
-        let response = self
-            .http
-            .post(format!("{}/api/data/v9.2/opportunities", self.dataverse))
-            .bearer_auth(&self.dataverse_token)
-            .header("Prefer", "return=representation")
-            .json(&json!({
-                "name": deal.name,
-                "estimatedvalue": deal.value,
-                "_owningbusinessunit_value": deal.unit,
-            }))
-            .send()
-            .await
-            .map_err(|e| fail("creating an opportunity")(&e))?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        body["opportunityid"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| DemoError(format!("creating an opportunity: {status} {body}")))
-    }
-
-    async fn answer(
-        &self,
-        group: &str,
-        action: &str,
-        phone: &str,
-        answers: &Value,
-    ) -> Result<(), DemoError> {
-        let response = self
-            .http
-            .post(format!(
-                "{}/v1/groups/{group}/actions/{action}/responses",
-                self.kaizala_endpoint
-            ))
-            .header("accessToken", &self.kaizala_token)
-            .header("x-sim-responder", phone)
-            .json(&json!({ "actionType": "Survey", "actionBody": { "answers": answers } }))
-            .send()
-            .await
-            .map_err(|e| fail("answering a survey")(&e))?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let text = response.text().await.unwrap_or_default();
-            return Err(DemoError(format!("answering a survey: {status} {text}")));
-        }
-        Ok(())
-    }
-
-    async fn kaizala_state(&self) -> Result<Value, DemoError> {
-        self.state(&self.kaizala).await
-    }
-
-    async fn dataverse_state(&self) -> Result<Value, DemoError> {
-        self.state(&self.dataverse).await
-    }
-
-    async fn state(&self, base: &str) -> Result<Value, DemoError> {
-        self.http
-            .get(format!("{base}/_sim/state"))
-            .send()
-            .await
-            .map_err(|e| fail("reading an emulator's state")(&e))?
-            .json()
-            .await
-            .map_err(|e| fail("reading an emulator's state")(&e))
-    }
+/// Reads an emulator's `/_sim/state`.
+async fn state(http: &reqwest::Client, base: &str) -> Result<Value, DemoError> {
+    http.get(format!("{base}/_sim/state"))
+        .send()
+        .await
+        .map_err(|e| fail("reading an emulator's state")(&e))?
+        .json()
+        .await
+        .map_err(|e| fail("reading an emulator's state")(&e))
 }
 
 /// Surveys in the Kaizala emulator: idempotency-key marker → (group, action id, title).
@@ -508,11 +402,26 @@ async fn run_in(
     dataverse
         .register_webhook(endpoint)
         .map_err(|e| fail("cannot register the Dataverse webhook")(&e))?;
-    let driver = Driver::connect(&kaizala_url, &dataverse_url).await?;
+    let cast = Cast {
+        kaizala: kaizala_url.clone(),
+        connector: (
+            "demo-sales-bot".into(),
+            "demo-bot-secret".into(),
+            "demo-bot-refresh-token".into(),
+        ),
+        dataverse: dataverse_url.clone(),
+        rep: (
+            "contoso-directory".into(),
+            "sales-app".into(),
+            "demo-sales-secret".into(),
+        ),
+    };
+    let people = People::connect(&cast).await.map_err(DemoError)?;
+    let http = reqwest::Client::new();
 
     // The bridge registers its Kaizala webhooks on start; wait for both groups.
     wait_for("the bridge's Kaizala webhooks", async || {
-        let state = driver.kaizala_state().await?;
+        let state = state(&http, &kaizala_url).await?;
         let active = state["webhooks"]
             .as_array()
             .map_or(0, |w| w.iter().filter(|h| h["active"] == true).count());
@@ -527,7 +436,15 @@ async fn run_in(
     );
     let mut ids = Vec::new();
     for deal in DEALS {
-        let id = driver.create_opportunity(deal).await?;
+        let columns = json!({
+            "name": deal.name,
+            "estimatedvalue": deal.value,
+            "_owningbusinessunit_value": deal.unit,
+        });
+        let id = people
+            .create_opportunity(&columns)
+            .await
+            .map_err(DemoError)?;
         println!(
             "        {:<26} {:>9}  {}",
             deal.name,
@@ -543,14 +460,14 @@ async fn run_in(
 
     let expected = DEALS.iter().filter(|d| d.group.is_some()).count();
     let found = wait_for("the surveys", async || {
-        let all = surveys(&driver.kaizala_state().await?);
+        let all = surveys(&state(&http, &kaizala_url).await?);
         Ok((all.len() >= expected).then_some(all))
     })
     .await?;
     // Any late, unexpected survey would show up in the table below.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let found = {
-        let again = surveys(&driver.kaizala_state().await?);
+        let again = surveys(&state(&http, &kaizala_url).await?);
         if again.len() > found.len() {
             again
         } else {
@@ -565,14 +482,17 @@ async fn run_in(
     let mut answered = 0;
     for (_, group, action, title) in &found {
         for (phone, name, answers) in answers_for(group) {
-            driver.answer(group, action, phone, &answers).await?;
+            people
+                .answer(group, action, phone, &answers)
+                .await
+                .map_err(DemoError)?;
             answered += 1;
             println!("        {name} answered \"{title}\"");
         }
     }
 
     let tasks = wait_for("the answers to land in Dynamics 365", async || {
-        let tasks = tasks_by_opportunity(&driver.dataverse_state().await?);
+        let tasks = tasks_by_opportunity(&state(&http, &dataverse_url).await?);
         let landed: usize = tasks.values().map(Vec::len).sum();
         Ok((landed >= answered).then_some(tasks))
     })
