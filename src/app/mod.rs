@@ -349,7 +349,12 @@ impl Application {
         let response_polls = config
             .tenants
             .iter()
-            .filter(|t| t.responses == ResponseMode::Poll)
+            // Tenants on webhooks are swept too, rarely: an answer given before our
+            // webhook existed, or while Kaizala had it disabled, is never delivered.
+            .filter(|t| {
+                t.responses == ResponseMode::Poll
+                    || !config.kaizala.response_sweep_interval.is_zero()
+            })
             .map(|t| loops::ResponsePolling {
                 tenant: t.id.clone(),
                 clients: clients
@@ -359,7 +364,10 @@ impl Application {
                     .collect(),
                 receiver: receiver.clone(),
                 correlations: correlations.clone(),
-                interval: config.kaizala.response_poll_interval,
+                interval: match t.responses {
+                    ResponseMode::Poll => config.kaizala.response_poll_interval,
+                    ResponseMode::Webhook => config.kaizala.response_sweep_interval,
+                },
                 grace: config.kaizala.response_poll_grace,
                 store: store.clone(),
                 holder: holder.clone(),

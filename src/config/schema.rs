@@ -213,6 +213,11 @@ pub struct KaizalaConfig {
     /// How often outstanding actions are read, in tenants with `responses = "poll"`.
     #[serde(with = "duration")]
     pub response_poll_interval: Duration,
+    /// In tenants on webhooks, how often outstanding actions are still read, to catch
+    /// answers no webhook delivered (given before it was registered, or while Kaizala
+    /// had it disabled); `0s` turns the sweep off.
+    #[serde(with = "duration")]
+    pub response_sweep_interval: Duration,
     /// How long after its due date an action is still read for late answers.
     #[serde(with = "duration")]
     pub response_poll_grace: Duration,
