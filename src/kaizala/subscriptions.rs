@@ -69,62 +69,83 @@ pub async fn reconcile(
         .into_iter()
         .map(|g| g.group_id)
         .collect();
+    // A group that fails does not hold up the others; the first failure is reported
+    // once every group had its turn.
+    let mut failure = None;
     for group in visible
         .union(&desired.groups)
         .filter(|g| !desired.elsewhere.contains(*g))
     {
-        let ours: Vec<Webhook> = client
-            .list_webhooks(group, "Group")
-            .await?
-            .into_iter()
-            .filter(|w| w.callback_context == context)
-            .collect();
-        if !desired.groups.contains(group) {
-            for webhook in ours {
-                client.delete_webhook(&webhook.id).await?;
-                report.deleted.push(group.clone());
-            }
-            continue;
-        }
-        let mut ours = ours.into_iter();
-        let Some(keep) = ours.next() else {
-            client
-                .create_webhook(&request(desired, group, &context))
-                .await?;
-            report.created.push(group.clone());
-            continue;
-        };
-        for extra in ours {
-            client.delete_webhook(&extra.id).await?;
-            report.deleted.push(group.clone());
-        }
-        let wanted: BTreeSet<&str> = EVENT_TYPES.iter().copied().collect();
-        let subscribed: BTreeSet<&str> = keep.events.iter().map(String::as_str).collect();
-        let drifted = keep.callback_url != desired.callback_url
-            || keep
-                .callback_token
-                .as_deref()
-                .is_some_and(|t| t != desired.callback_token)
-            || subscribed != wanted;
-        if drifted {
-            let changes = json!({
-                "callBackUrl": desired.callback_url,
-                "callBackToken": desired.callback_token,
-                "eventTypes": EVENT_TYPES,
-                "Active": true,
-            });
-            client.update_webhook(&keep.id, &changes).await?;
-            report.updated.push(group.clone());
-        } else if !keep.active {
-            client
-                .update_webhook(&keep.id, &json!({ "Active": true }))
-                .await?;
-            report.reenabled.push(group.clone());
-        } else {
-            report.unchanged.push(group.clone());
+        if let Err(error) = reconcile_group(client, desired, group, &context, &mut report).await {
+            tracing::debug!(%group, %error, "a group's webhook could not be reconciled");
+            failure.get_or_insert(error);
         }
     }
-    Ok(report)
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(report),
+    }
+}
+
+/// Makes one group's webhooks of ours match `desired`.
+async fn reconcile_group(
+    client: &KaizalaClient,
+    desired: &Desired,
+    group: &String,
+    context: &str,
+    report: &mut SyncReport,
+) -> Result<(), KaizalaError> {
+    let ours: Vec<Webhook> = client
+        .list_webhooks(group, "Group")
+        .await?
+        .into_iter()
+        .filter(|w| w.callback_context == context)
+        .collect();
+    if !desired.groups.contains(group) {
+        for webhook in ours {
+            client.delete_webhook(&webhook.id).await?;
+            report.deleted.push(group.clone());
+        }
+        return Ok(());
+    }
+    let mut ours = ours.into_iter();
+    let Some(keep) = ours.next() else {
+        client
+            .create_webhook(&request(desired, group, context))
+            .await?;
+        report.created.push(group.clone());
+        return Ok(());
+    };
+    for extra in ours {
+        client.delete_webhook(&extra.id).await?;
+        report.deleted.push(group.clone());
+    }
+    let wanted: BTreeSet<&str> = EVENT_TYPES.iter().copied().collect();
+    let subscribed: BTreeSet<&str> = keep.events.iter().map(String::as_str).collect();
+    let drifted = keep.callback_url != desired.callback_url
+        || keep
+            .callback_token
+            .as_deref()
+            .is_some_and(|t| t != desired.callback_token)
+        || subscribed != wanted;
+    if drifted {
+        let changes = json!({
+            "callBackUrl": desired.callback_url,
+            "callBackToken": desired.callback_token,
+            "eventTypes": EVENT_TYPES,
+            "Active": true,
+        });
+        client.update_webhook(&keep.id, &changes).await?;
+        report.updated.push(group.clone());
+    } else if !keep.active {
+        client
+            .update_webhook(&keep.id, &json!({ "Active": true }))
+            .await?;
+        report.reenabled.push(group.clone());
+    } else {
+        report.unchanged.push(group.clone());
+    }
+    Ok(())
 }
 
 fn request(desired: &Desired, group: &str, context: &str) -> WebhookRequest {
