@@ -274,10 +274,8 @@ async fn soak() {
             n += 1;
             if n % (per_second as usize * 10) == 0 {
                 let depth = bench.queue.depth(JobKind::SendAction).await.unwrap();
-                if let Some(at) = depth.oldest_ready_ms {
-                    let age = (kaizala_bridge::queue::now_ms() - at) as f64 / 1000.0;
-                    oldest_max = oldest_max.max(age);
-                }
+                let age = depth.oldest_ready_age_seconds(kaizala_bridge::queue::now_ms());
+                oldest_max = oldest_max.max(age);
             }
             if n % (per_second as usize * 300) == 1 {
                 samples.push((started.elapsed().as_secs() / 60, replica.rss_kib()));

@@ -17,7 +17,7 @@ use crate::kaizala::poll::{
 };
 use crate::kaizala::{KaizalaClient, Receiver};
 use crate::queue::now_ms;
-use crate::store::{namespaces, Store};
+use crate::store::{namespaces, Leases, Store};
 
 /// `kaizala_bridge_crm_poll_lag_seconds{crm}`: time since the source's last
 /// successful poll (alert when it grows).
@@ -37,20 +37,14 @@ async fn pause(duration: Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
-/// Takes or keeps the lease `key` for `holder`; true while it holds it. Renewal reads
-/// then writes, so in a narrow race two replicas may both poll once: harmless, since
-/// every event is deduplicated by its idempotency key downstream.
+/// Whether `holder` holds (or now takes) the poll lease `key`. Two replicas that both
+/// poll once in a race are harmless: every event is deduplicated downstream.
 async fn hold_lease(store: &dyn Store, key: &str, holder: &str, ttl: Duration) -> bool {
-    match store.get(namespaces::LEASES, key).await {
-        Ok(Some(current)) if current == holder => store
-            .put(namespaces::LEASES, key, holder, Some(ttl))
-            .await
-            .is_ok(),
-        Ok(Some(_)) => false,
-        Ok(None) => store
-            .put_if_absent(namespaces::LEASES, key, holder, Some(ttl))
-            .await
-            .unwrap_or(false),
+    match Leases::new(store, namespaces::LEASES)
+        .hold(key, holder, ttl)
+        .await
+    {
+        Ok(held) => held,
         Err(error) => {
             tracing::warn!(%error, key, "cannot read the poll lease; not polling this round");
             false

@@ -135,10 +135,7 @@ fn callback_tokens(config: &Config) -> HashMap<String, SecretString> {
     config
         .tenants
         .iter()
-        .filter_map(|t| {
-            let token = t.callback_token.as_ref()?.expose().to_string();
-            Some((t.id.clone(), SecretString::from(token)))
-        })
+        .filter_map(|t| Some((t.id.clone(), t.callback_token.as_ref()?.to_secret_string())))
         .collect()
 }
 
@@ -148,7 +145,7 @@ fn webhook_sources(config: &Config) -> HashMap<String, WebhookSource> {
         .crm
         .iter()
         .filter_map(|c| {
-            let key = SecretString::from(c.webhook_key.as_ref()?.expose().to_string());
+            let key = c.webhook_key.as_ref()?.to_secret_string();
             let source = WebhookSource {
                 key,
                 header: c.webhook_header.clone(),
@@ -180,18 +177,6 @@ fn web_api(crm: &CrmConfig, timeout: Duration) -> Result<WebApi, AppError> {
         scope: format!("{url}/.default"),
     };
     Ok(WebApi::new(&crm.id, &url, credentials, timeout)?)
-}
-
-/// A name for this process in leases: host, pid and a nonce.
-fn process_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
-    format!(
-        "{host}-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    )
 }
 
 impl Application {
@@ -313,12 +298,13 @@ impl Application {
         ));
         let mut sinks: HashMap<String, Arc<dyn CrmSink>> = HashMap::new();
         let mut crm_polls = Vec::new();
-        let holder = process_name();
+        let holder = crate::queue::process_name();
         for crm in &config.crm {
-            let timeout = config.kaizala.request_timeout;
+            // One client (one token cache) for the source's writes and its polls.
+            let api = Arc::new(web_api(crm, config.kaizala.request_timeout)?);
             sinks.insert(
                 crm.id.clone(),
-                Arc::new(DataverseSink::new(&crm.id, web_api(crm, timeout)?)),
+                Arc::new(DataverseSink::new(&crm.id, api.clone())),
             );
             let watches: Vec<Watch> = crm
                 .entity_sets
@@ -337,7 +323,7 @@ impl Application {
             if crm.poll && !watches.is_empty() {
                 crm_polls.push(loops::CrmPolling {
                     crm: crm.id.clone(),
-                    api: Arc::new(web_api(crm, timeout)?),
+                    api,
                     watches,
                     interval: crm.poll_interval,
                     sink: intake.clone(),
@@ -388,7 +374,7 @@ impl Application {
         readiness.watch_workers(queue.clone());
         let admin = config.server.admin_token.as_ref().map(|token| {
             Arc::new(Admin {
-                token: SecretString::from(token.expose().to_string()),
+                token: token.to_secret_string(),
                 queue: queue.clone(),
             })
         });

@@ -50,6 +50,11 @@ impl Secret {
         self.0.expose_secret()
     }
 
+    /// The value as a `SecretString`, for the parts that keep a secret of their own.
+    pub fn to_secret_string(&self) -> SecretString {
+        self.0.clone()
+    }
+
     /// True when nothing was configured.
     pub fn is_empty(&self) -> bool {
         self.0.expose_secret().is_empty()

@@ -76,9 +76,7 @@ pub async fn jobs(State(state): State<AppState>, headers: HeaderMap) -> Response
     for kind in JobKind::ALL {
         match admin.queue.depth(kind).await {
             Ok(depth) => {
-                let age = depth
-                    .oldest_ready_ms
-                    .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
+                let age = depth.oldest_ready_age_seconds(now);
                 queues.insert(
                     kind.queue().into(),
                     json!({ "ready": depth.ready, "scheduled": depth.scheduled, "oldest_ready_age_seconds": age }),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ActivityKind, CrmRecordRef};
-use crate::store::{namespaces, Store, StoreError};
+use crate::store::{namespaces, Leases, Store, StoreError};
 
 /// Where a post stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,17 +102,16 @@ impl Correlations {
 
     /// Holds `key` for `holder` for at most `ttl`; false when another holds it.
     pub async fn hold(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
-        self.store
-            .put_if_absent(namespaces::POSTING, key, holder, Some(ttl))
+        Leases::new(self.store.as_ref(), namespaces::POSTING)
+            .hold(key, holder, ttl)
             .await
     }
 
     /// Lets go of `key` if `holder` still holds it.
     pub async fn release(&self, key: &str, holder: &str) -> Result<(), StoreError> {
-        if self.store.get(namespaces::POSTING, key).await?.as_deref() == Some(holder) {
-            self.store.delete(namespaces::POSTING, key).await?;
-        }
-        Ok(())
+        Leases::new(self.store.as_ref(), namespaces::POSTING)
+            .release(key, holder)
+            .await
     }
 
     /// Every action of ours with what it was sent for (response polling).

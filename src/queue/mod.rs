@@ -27,6 +27,7 @@ pub use backoff::Backoff;
 pub use dead_letters::{DeadLetter, DeadLetters};
 pub use job::{now_ms, Envelope, Handler, HandlerFuture, Job, JobError, JobKind};
 pub use sqlite::SqliteBackend;
+pub use worker::process_name;
 
 use crate::config::{Config, QueueBackend, QueueConfig};
 use crate::store::Store;
@@ -69,6 +70,14 @@ pub struct Depth {
     pub scheduled: u64,
     /// Since when the oldest ready job has been due (epoch ms).
     pub oldest_ready_ms: Option<i64>,
+}
+
+impl Depth {
+    /// Seconds the oldest ready job has waited at `now_ms` (0 when none is ready).
+    pub fn oldest_ready_age_seconds(&self, now_ms: i64) -> f64 {
+        self.oldest_ready_ms
+            .map_or(0.0, |at| (now_ms - at).max(0) as f64 / 1000.0)
+    }
 }
 
 /// How jobs are run, from `[queue]`.
@@ -392,9 +401,7 @@ impl Queue {
                         .set(depth.ready as f64);
                     metrics::gauge!(QUEUE_JOBS, "queue" => queue, "state" => "scheduled")
                         .set(depth.scheduled as f64);
-                    let age = depth
-                        .oldest_ready_ms
-                        .map_or(0.0, |at| (now - at).max(0) as f64 / 1000.0);
+                    let age = depth.oldest_ready_age_seconds(now);
                     metrics::gauge!(OLDEST_READY_SECONDS, "queue" => queue).set(age);
                     self.inner
                         .progress

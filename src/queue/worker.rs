@@ -116,13 +116,19 @@ impl<J: Job> Runner<J> {
 /// A worker name unique to this process, so a restarted or second replica never
 /// shares one (shared names block orphan recovery on Redis).
 fn worker_name(queue: &str) -> String {
+    format!("{queue}@{}", process_name())
+}
+
+/// A name for this process, unique among replicas and restarts: host, pid and a
+/// random nonce. Worker names and leases use it.
+pub fn process_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".into());
     let nonce: u32 = rand::random();
-    format!("{queue}@{host}-{}-{nonce:08x}", std::process::id())
+    format!("{host}-{}-{nonce:08x}", std::process::id())
 }
 
 impl Queue {

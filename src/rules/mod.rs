@@ -94,6 +94,27 @@ pub struct Rules {
 /// A problem found while compiling a rule: key path and message.
 pub type RuleProblem = (String, String);
 
+/// Records a problem at `at` for each name template `id` uses that is not `known`.
+fn unknown_names(
+    templates: &Templates,
+    id: &Option<TemplateId>,
+    known: &[&str],
+    whose: &str,
+    at: &str,
+    problems: &mut Vec<RuleProblem>,
+) {
+    let Some(id) = id else { return };
+    for name in templates.variables(id) {
+        if !known.contains(&name.as_str()) {
+            let message = format!(
+                "uses {name:?}; {whose} templates know: {}",
+                known.join(", ")
+            );
+            problems.push((at.to_string(), message));
+        }
+    }
+}
+
 fn compile_rule(
     path: &str,
     rule: &RuleConfig,
@@ -163,18 +184,15 @@ fn compile_rule(
                 ("sent_subject", &subject),
                 ("sent_description", &description),
             ] {
-                let Some(id) = id else { continue };
-                for name in templates.variables(id) {
-                    if !SENT_NAMES.contains(&name.as_str()) {
-                        problems.push((
-                            format!("{path}.write_back.{field}"),
-                            format!(
-                                "uses {name:?}; a sent survey's templates know: {}",
-                                SENT_NAMES.join(", ")
-                            ),
-                        ));
-                    }
-                }
+                let at = format!("{path}.write_back.{field}");
+                unknown_names(
+                    templates,
+                    id,
+                    SENT_NAMES,
+                    "a sent survey's",
+                    &at,
+                    &mut problems,
+                );
             }
             subject.zip(description)
         }
@@ -217,18 +235,15 @@ fn compile_rule(
         }
     }
     for (field, id) in [("subject", &subject), ("description", &description)] {
-        let Some(id) = id else { continue };
-        for name in templates.variables(id) {
-            if !WRITE_BACK_NAMES.contains(&name.as_str()) {
-                problems.push((
-                    format!("{path}.write_back.{field}"),
-                    format!(
-                        "uses {name:?}; an answer's templates know: {}",
-                        WRITE_BACK_NAMES.join(", ")
-                    ),
-                ));
-            }
-        }
+        let at = format!("{path}.write_back.{field}");
+        unknown_names(
+            templates,
+            id,
+            WRITE_BACK_NAMES,
+            "an answer's",
+            &at,
+            &mut problems,
+        );
     }
     let group = match &target.group_by {
         Some(attribute) => {

@@ -112,3 +112,47 @@ impl<'a> DedupKeys<'a> {
         self.store.delete(namespaces::DEDUP, id).await
     }
 }
+
+/// Keys held by one holder for a while (who polls a CRM source, which attempt posts an
+/// action), shared by every replica on Redis; a holder that dies lets go when the ttl
+/// runs out.
+pub struct Leases<'a> {
+    store: &'a dyn Store,
+    namespace: &'a str,
+}
+
+impl<'a> Leases<'a> {
+    /// Leases kept in `namespace` of `store`.
+    pub fn new(store: &'a dyn Store, namespace: &'a str) -> Self {
+        Self { store, namespace }
+    }
+
+    /// Takes `key` for `holder` when it is free (or expired), or renews it when
+    /// `holder` has it; true while `holder` holds it. Renewal reads then writes, so in
+    /// a narrow race two holders may both believe they hold it once: callers whose
+    /// work is idempotent downstream only.
+    pub async fn hold(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        match self.store.get(self.namespace, key).await? {
+            Some(current) if current == holder => {
+                self.store
+                    .put(self.namespace, key, holder, Some(ttl))
+                    .await?;
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+            None => {
+                self.store
+                    .put_if_absent(self.namespace, key, holder, Some(ttl))
+                    .await
+            }
+        }
+    }
+
+    /// Lets go of `key` if `holder` still holds it.
+    pub async fn release(&self, key: &str, holder: &str) -> Result<(), StoreError> {
+        if self.store.get(self.namespace, key).await?.as_deref() == Some(holder) {
+            self.store.delete(self.namespace, key).await?;
+        }
+        Ok(())
+    }
+}

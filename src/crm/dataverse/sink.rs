@@ -71,15 +71,16 @@ pub fn body(activity: &Activity) -> Result<(&'static str, Value), DataverseError
 
 /// The activity writer of one organisation.
 pub struct DataverseSink {
-    api: WebApi,
+    api: std::sync::Arc<WebApi>,
     crm: String,
 }
 
 impl DataverseSink {
     /// A sink writing through `api`.
-    pub fn new(crm: &str, api: WebApi) -> Self {
+    /// `api` may be shared (one token cache) with the source's poller.
+    pub fn new(crm: &str, api: impl Into<std::sync::Arc<WebApi>>) -> Self {
         Self {
-            api,
+            api: api.into(),
             crm: crm.to_string(),
         }
     }
