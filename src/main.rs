@@ -15,6 +15,13 @@ use kaizala_bridge::{app, shutdown, telemetry};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
+    let code = dispatch();
+    // The log thread writes what is still buffered before the process ends.
+    telemetry::flush_logs();
+    code
+}
+
+fn dispatch() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Command::Sim {

@@ -37,12 +37,52 @@ pub enum TelemetryError {
     AlreadyInstalled(#[from] tracing::subscriber::SetGlobalDefaultError),
 }
 
-/// Installs the process-wide log subscriber, writing to stderr.
+/// Log lines waiting for stderr before new ones are dropped (a few MiB at most).
+const LOG_BUFFER_LINES: usize = 16_384;
+
+/// The thread that writes log lines to stderr, kept until [`flush_logs`].
+static LOG_WRITER: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> =
+    std::sync::Mutex::new(None);
+
+/// stderr that never fails: a write to a closed pipe (EPIPE) or a broken terminal is
+/// dropped and reported as written, so neither the log thread nor tracing-subscriber
+/// ever reports (with `eprintln!`, which panics on the same closed stream) or retries.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
+/// Installs the process-wide log subscriber, writing to stderr from a thread of its
+/// own through a bounded buffer: a stderr nobody reads (full) or nobody holds (closed)
+/// costs log lines, never a blocked runtime thread, a panic or a spinning process.
+/// Call [`flush_logs`] before the process exits so the last lines are written.
 pub fn init_logging(config: &LogConfig) -> Result<(), TelemetryError> {
     let ansi = std::io::stderr().is_terminal();
-    let subscriber = log_subscriber(config, std::io::stderr, ansi)?;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_BUFFER_LINES)
+        .thread_name("log-writer")
+        .finish(LossyStderr);
+    let subscriber = log_subscriber(config, writer, ansi)?;
     tracing::subscriber::set_global_default(subscriber)?;
+    *LOG_WRITER.lock().unwrap_or_else(|e| e.into_inner()) = Some(guard);
     Ok(())
+}
+
+/// Writes out the log lines still buffered (waiting a moment at most) and stops the
+/// log thread; lines logged afterwards are lost.
+pub fn flush_logs() {
+    let guard = LOG_WRITER.lock().unwrap_or_else(|e| e.into_inner()).take();
+    drop(guard);
 }
 
 /// A subscriber for `config` that writes to `writer`; tests capture logs with it.
@@ -55,9 +95,12 @@ where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_new(&config.level)?;
+    // tracing-subscriber reports a failed write with `eprintln!`, which panics when
+    // stderr is the stream that failed: never report, lose the line.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(writer)
+        .log_internal_errors(false);
     Ok(match config.format {
         LogFormat::Pretty => Box::new(builder.with_ansi(ansi).finish()),
         LogFormat::Json => Box::new(

@@ -73,7 +73,7 @@ pub struct CrmPolling {
 /// Polls every watch of the source each interval, until `shutdown`. A 429 is waited
 /// out for its `Retry-After` (never hammered); other failures back off up to the
 /// interval and are logged; the delta link is only advanced by a pass that worked.
-pub async fn poll_crm(polling: CrmPolling, shutdown: CancellationToken) {
+pub async fn poll_crm(polling: Arc<CrmPolling>, shutdown: CancellationToken) {
     let lease_key = format!("crm/{}", polling.crm);
     let lease_ttl = (polling.interval * 3).max(Duration::from_secs(30));
     let mut last_ok = std::time::Instant::now();
@@ -165,7 +165,7 @@ pub struct ResponsePolling {
 /// Reads the answers of every outstanding action of the tenant each interval, until
 /// `shutdown`; an action past its due date plus the grace period, or one Kaizala no
 /// longer shows, is dropped. One replica at a time polls a tenant (a lease).
-pub async fn poll_responses_loop(polling: ResponsePolling, shutdown: CancellationToken) {
+pub async fn poll_responses_loop(polling: Arc<ResponsePolling>, shutdown: CancellationToken) {
     let lease_key = format!("responses/{}", polling.tenant);
     let lease_ttl = (polling.interval * 3).max(Duration::from_secs(30));
     loop {

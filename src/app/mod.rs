@@ -28,7 +28,7 @@ use crate::http::{self, AppState};
 use crate::jobs::{
     Correlations, Intake, RecordResponse, RecordResponseHandler, SendAction, SendActionHandler,
 };
-use crate::kaizala::subscriptions::Managed;
+use crate::kaizala::subscriptions::Reconciling;
 use crate::kaizala::{EventSink, Receiver};
 use crate::queue::{Handler, Queue};
 use crate::readiness::{Readiness, ReadinessError};
@@ -126,7 +126,7 @@ pub struct Application {
     readiness: Arc<Readiness>,
     shutdown_grace: Duration,
     drain_delay: Duration,
-    reconciler: Option<(Vec<Managed>, Duration)>,
+    reconciler: Option<Reconciling>,
     daemon: Option<Daemon>,
 }
 
@@ -176,7 +176,7 @@ fn web_api(crm: &CrmConfig, timeout: Duration) -> Result<WebApi, AppError> {
         client_secret: crm.client_secret.clone(),
         scope: format!("{url}/.default"),
     };
-    Ok(WebApi::new(&crm.id, &url, credentials, timeout)?)
+    Ok(WebApi::new(&crm.id, &url, credentials, timeout)?.with_max_retry_after(crm.max_retry_after))
 }
 
 impl Application {
@@ -233,7 +233,12 @@ impl Application {
                 (Some(store), Some(_)) => {
                     let managed = crate::kaizala::subscriptions::managed(config, store.clone())
                         .map_err(AppError::Subscriptions)?;
-                    Some((managed, config.kaizala.webhook_sync_interval))
+                    Some(Reconciling {
+                        managed,
+                        interval: config.kaizala.webhook_sync_interval,
+                        store: store.clone(),
+                        holder: crate::queue::process_name(),
+                    })
                 }
                 _ => None,
             };
@@ -277,7 +282,7 @@ impl Application {
         config: &Config,
         store: Arc<dyn Store>,
         readiness: &Arc<Readiness>,
-    ) -> Result<(AppState, Option<(Vec<Managed>, Duration)>, Option<Daemon>), AppError> {
+    ) -> Result<(AppState, Option<Reconciling>, Option<Daemon>), AppError> {
         let rules = Arc::new(Rules::compile(config).map_err(AppError::Rules)?);
         let queue = Queue::open(config, store.clone()).await?;
         let gate = crate::ratelimit::for_config(config).await?;
@@ -364,11 +369,13 @@ impl Application {
             .iter()
             .any(|t| t.responses == ResponseMode::Webhook);
         let reconciler = match (&config.server.public_url, wants_webhooks) {
-            (Some(_), true) => Some((
-                crate::kaizala::subscriptions::managed_with(config, &clients)
+            (Some(_), true) => Some(Reconciling {
+                managed: crate::kaizala::subscriptions::managed_with(config, &clients)
                     .map_err(AppError::Subscriptions)?,
-                config.kaizala.webhook_sync_interval,
-            )),
+                interval: config.kaizala.webhook_sync_interval,
+                store: store.clone(),
+                holder: holder.clone(),
+            }),
             _ => None,
         };
         readiness.watch_workers(queue.clone());
@@ -407,32 +414,37 @@ impl Application {
     /// and lets in-flight requests finish within the grace period.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), AppError> {
         tracing::info!(address = %self.address, "listening on http://{}", self.address);
-        if let Some((managed, interval)) = self.reconciler {
-            tokio::spawn(crate::kaizala::subscriptions::keep_reconciled(
-                managed,
-                interval,
-                shutdown.clone(),
-            ));
+        let tasks = crate::tasks::Tasks::new(shutdown.clone());
+        if let Some(reconciling) = self.reconciler {
+            let reconciling = Arc::new(reconciling);
+            tasks.supervise("webhook_sync", move |stop| {
+                crate::kaizala::subscriptions::keep_reconciled(reconciling.clone(), stop)
+            });
         }
-        let mut workers = tokio::task::JoinSet::new();
         if let Some(daemon) = self.daemon {
             let grace = self.shutdown_grace;
-            let queue = daemon.queue.clone();
-            let stop = shutdown.clone();
+            let (queue, stop) = (daemon.queue.clone(), shutdown.clone());
             let send: Arc<dyn Handler<SendAction>> = daemon.send;
-            workers.spawn(async move { queue.work(send, stop, grace).await });
-            let queue = daemon.queue.clone();
-            let stop = shutdown.clone();
+            tasks.spawn(async move { queue.work(send, stop, grace).await });
+            let (queue, stop) = (daemon.queue.clone(), shutdown.clone());
             let record: Arc<dyn Handler<RecordResponse>> = daemon.record;
-            workers.spawn(async move { queue.work(record, stop, grace).await });
+            tasks.spawn(async move { queue.work(record, stop, grace).await });
             let queue = daemon.queue.clone();
-            let stop = shutdown.clone();
-            tokio::spawn(async move { queue.maintain(stop).await });
+            tasks.supervise("queue_maintenance", move |stop| {
+                let queue = queue.clone();
+                async move { queue.maintain(stop).await }
+            });
             for polling in daemon.crm_polls {
-                tokio::spawn(loops::poll_crm(polling, shutdown.clone()));
+                let polling = Arc::new(polling);
+                tasks.supervise("crm_poll", move |stop| {
+                    loops::poll_crm(polling.clone(), stop)
+                });
             }
             for polling in daemon.response_polls {
-                tokio::spawn(loops::poll_responses_loop(polling, shutdown.clone()));
+                let polling = Arc::new(polling);
+                tasks.supervise("response_poll", move |stop| {
+                    loops::poll_responses_loop(polling.clone(), stop)
+                });
             }
         }
         let readiness = self.readiness.clone();
@@ -465,8 +477,14 @@ impl Application {
             }
         }
         // The workers finish the jobs in flight within the grace period (each gives
-        // up after it); whatever is unfinished is taken again after a restart.
-        while workers.join_next().await.is_some() {}
+        // up after it); whatever is unfinished is taken again after a restart. The
+        // loops end at once (they release their leases on the way out).
+        if !tasks.stop(grace + Duration::from_secs(1)).await {
+            tracing::warn!(
+                running = tasks.len(),
+                "background tasks outlived the shutdown grace period; stopping anyway"
+            );
+        }
         tracing::info!("stopped");
         Ok(())
     }

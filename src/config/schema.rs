@@ -221,6 +221,10 @@ pub struct KaizalaConfig {
     /// How long after its due date an action is still read for late answers.
     #[serde(with = "duration")]
     pub response_poll_grace: Duration,
+    /// The longest `Retry-After` believed from Kaizala; a longer one (or a hostile
+    /// one) is cut to this.
+    #[serde(with = "duration")]
+    pub max_retry_after: Duration,
 }
 
 /// `[[tenants]]`: one Kaizala tenant (organisation).
@@ -304,6 +308,9 @@ pub struct CrmConfig {
     /// How often change tracking is polled.
     #[serde(default = "default_poll_interval", with = "duration")]
     pub poll_interval: Duration,
+    /// The longest `Retry-After` believed from Dataverse; a longer one is cut to this.
+    #[serde(default = "default_max_retry_after", with = "duration")]
+    pub max_retry_after: Duration,
     /// What the first poll does with records that already exist.
     #[serde(default = "default_baseline")]
     pub baseline: BaselineMode,
@@ -465,6 +472,10 @@ fn default_entity_sets() -> Vec<String> {
 
 fn default_poll_interval() -> Duration {
     Duration::from_secs(30)
+}
+
+fn default_max_retry_after() -> Duration {
+    Duration::from_secs(3600)
 }
 
 fn default_select() -> Vec<String> {

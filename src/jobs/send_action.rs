@@ -135,7 +135,7 @@ impl SendActionHandler {
             title: title.clone(),
             record: job.record.clone(),
             activity: job.activity,
-            due_ms: due_hours(&body).map(|h| now_ms() + h * 3_600_000),
+            due_ms: due_hours(&body).map(|h| now_ms().saturating_add(h.saturating_mul(3_600_000))),
             polled_out: false,
         };
         match self.correlations.state(key).await.map_err(store_failure)? {

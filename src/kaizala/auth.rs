@@ -67,17 +67,20 @@ pub struct TokenManager {
     store: Credentials,
     clock: Arc<dyn Clock>,
     margin: Duration,
+    max_retry_after: Duration,
     state: Mutex<State>,
 }
 
 impl TokenManager {
-    /// A manager that refreshes a token `margin` before it expires.
+    /// A manager that refreshes a token `margin` before it expires and believes a
+    /// `Retry-After` of at most `max_retry_after`.
     pub fn new(
         http: reqwest::Client,
         credentials: ConnectorCredentials,
         store: Credentials,
         clock: Arc<dyn Clock>,
         margin: Duration,
+        max_retry_after: Duration,
     ) -> Self {
         let state = State {
             learned: None,
@@ -90,6 +93,7 @@ impl TokenManager {
             store,
             clock,
             margin,
+            max_retry_after,
             state: Mutex::new(state),
         }
     }
@@ -183,7 +187,8 @@ impl TokenManager {
             .await?;
         let status = response.status().as_u16();
         if status != 200 {
-            let retry_after = super::client::retry_after(response.headers());
+            let retry_after =
+                crate::retry_after::from_headers(response.headers(), self.max_retry_after);
             let text = response.text().await.unwrap_or_default();
             return Err(KaizalaError::from_status(status, retry_after, &text));
         }

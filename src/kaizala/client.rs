@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
+use reqwest::header::LOCATION;
 use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
@@ -31,6 +31,8 @@ pub struct ClientOptions {
     pub timeout: Duration,
     /// Refresh an access token this long before it expires.
     pub refresh_margin: Duration,
+    /// The longest `Retry-After` believed; a longer one is cut to this.
+    pub max_retry_after: Duration,
 }
 
 impl Default for ClientOptions {
@@ -38,6 +40,7 @@ impl Default for ClientOptions {
         Self {
             timeout: Duration::from_secs(60),
             refresh_margin: Duration::from_secs(300),
+            max_retry_after: crate::retry_after::DEFAULT_MAX,
         }
     }
 }
@@ -45,24 +48,13 @@ impl Default for ClientOptions {
 /// How many 308s one call follows before giving up.
 const MAX_MOVES: usize = 3;
 
-/// The `Retry-After` of an answer, in seconds.
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds))
-}
-
 /// A client for one connector.
 pub struct KaizalaClient {
     http: reqwest::Client,
     tokens: TokenManager,
     key: String,
     gate: Option<(Arc<dyn RateGate>, Vec<Quota>)>,
+    max_retry_after: Duration,
 }
 
 impl KaizalaClient {
@@ -94,12 +86,14 @@ impl KaizalaClient {
             store,
             clock,
             options.refresh_margin,
+            options.max_retry_after,
         );
         Ok(Self {
             http,
             tokens,
             key,
             gate: None,
+            max_retry_after: options.max_retry_after,
         })
     }
 
@@ -356,7 +350,8 @@ impl KaizalaClient {
                         .map_err(|e| KaizalaError::Protocol(format!("{label}: {e}")));
                 }
                 _ => {
-                    let retry_after = retry_after(response.headers());
+                    let retry_after =
+                        crate::retry_after::from_headers(response.headers(), self.max_retry_after);
                     let text = response.text().await.unwrap_or_default();
                     let error = KaizalaError::from_status(status, retry_after, &text);
                     if status == 429 {
@@ -397,6 +392,7 @@ pub fn clients(
     let options = ClientOptions {
         timeout: config.kaizala.request_timeout,
         refresh_margin: config.kaizala.token_refresh_margin,
+        max_retry_after: config.kaizala.max_retry_after,
     };
     let period = config.kaizala.quota_period;
     let mut clients = std::collections::HashMap::new();

@@ -43,7 +43,9 @@ async fn post(
         .map_err(|e| KaizalaError::Transport(e.to_string()))?;
     let response = http.post(url(api_root, call)?).json(&body).send().await?;
     let status = response.status().as_u16();
-    let retry_after = super::client::retry_after(response.headers());
+    // An operator runs onboarding by hand: the default cap is all it needs.
+    let retry_after =
+        crate::retry_after::from_headers(response.headers(), crate::retry_after::DEFAULT_MAX);
     let text = response.text().await?;
     if status == 200 {
         Ok(text)

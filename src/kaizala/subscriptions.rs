@@ -261,47 +261,104 @@ pub fn managed_with(
     Ok(managed)
 }
 
+/// What `run` keeps reconciled: every managed connector, how often, and the store
+/// whose per-tenant lease lets one replica at a time reconcile a tenant.
+pub struct Reconciling {
+    /// The connectors and the webhooks they should have.
+    pub managed: Vec<Managed>,
+    /// `kaizala.webhook_sync_interval`.
+    pub interval: std::time::Duration,
+    /// Where the leases live (shared by replicas on Redis).
+    pub store: Arc<dyn crate::store::Store>,
+    /// This process's name in the leases.
+    pub holder: String,
+}
+
+/// How long a replica may take over one tenant's pass before another may start one.
+const RECONCILE_LEASE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Reconciles every connector's webhooks now and then every `interval`, until
-/// `shutdown`; a failing pass is logged and tried again at the next interval.
+/// `shutdown`; a failing pass is logged and tried again at the next interval. Each
+/// tenant's pass runs under a lease, so two replicas starting together never both
+/// find a group without our webhook and both register one: the second waits for the
+/// lease and then finds the first one's webhook.
 pub async fn keep_reconciled(
-    managed: Vec<Managed>,
-    interval: std::time::Duration,
+    reconciling: Arc<Reconciling>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
+    let leases =
+        crate::store::Leases::new(reconciling.store.as_ref(), crate::store::namespaces::LEASES);
+    let mut tenants: Vec<&str> = reconciling
+        .managed
+        .iter()
+        .map(|m| m.tenant.as_str())
+        .collect();
+    tenants.dedup();
     loop {
-        for m in &managed {
-            match reconcile(&m.client, &m.desired).await {
-                Ok(report) => {
-                    for (outcome, groups) in [
-                        ("created", report.created.len()),
-                        ("updated", report.updated.len()),
-                        ("reenabled", report.reenabled.len()),
-                        ("deleted", report.deleted.len()),
-                    ] {
-                        metrics::counter!(SUBSCRIPTIONS_TOTAL, "tenant" => m.tenant.clone(), "outcome" => outcome)
-                            .increment(groups as u64);
+        for tenant in &tenants {
+            let key = format!("webhooks/{tenant}");
+            let held = loop {
+                match leases
+                    .hold(&key, &reconciling.holder, RECONCILE_LEASE)
+                    .await
+                {
+                    Ok(true) => break true,
+                    // Another replica is reconciling this tenant now: wait for it to
+                    // finish, then look at what it left.
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::warn!(%tenant, %error, "cannot take the webhook lease; reconciling later");
+                        break false;
                     }
-                    tracing::info!(
-                    tenant = %m.tenant,
-                    connector = %m.connector,
-                    created = report.created.len(),
-                    updated = report.updated.len(),
-                    reenabled = report.reenabled.len(),
-                    deleted = report.deleted.len(),
-                    unchanged = report.unchanged.len(),
-                    "webhook subscriptions reconciled"
-                    )
                 }
-                Err(error) => {
-                    metrics::counter!(SUBSCRIPTIONS_TOTAL, "tenant" => m.tenant.clone(), "outcome" => "failed")
-                        .increment(1);
-                    tracing::warn!(tenant = %m.tenant, connector = %m.connector, %error, "webhook reconciliation failed; trying again later")
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
                 }
+            };
+            if !held {
+                continue;
             }
+            for m in reconciling.managed.iter().filter(|m| m.tenant == *tenant) {
+                reconcile_logged(m).await;
+            }
+            let _ = leases.release(&key, &reconciling.holder).await;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(reconciling.interval) => {}
+        }
+    }
+}
+
+/// One connector's pass, counted and logged.
+async fn reconcile_logged(m: &Managed) {
+    match reconcile(&m.client, &m.desired).await {
+        Ok(report) => {
+            for (outcome, groups) in [
+                ("created", report.created.len()),
+                ("updated", report.updated.len()),
+                ("reenabled", report.reenabled.len()),
+                ("deleted", report.deleted.len()),
+            ] {
+                metrics::counter!(SUBSCRIPTIONS_TOTAL, "tenant" => m.tenant.clone(), "outcome" => outcome)
+                    .increment(groups as u64);
+            }
+            tracing::info!(
+                tenant = %m.tenant,
+                connector = %m.connector,
+                created = report.created.len(),
+                updated = report.updated.len(),
+                reenabled = report.reenabled.len(),
+                deleted = report.deleted.len(),
+                unchanged = report.unchanged.len(),
+                "webhook subscriptions reconciled"
+            )
+        }
+        Err(error) => {
+            metrics::counter!(SUBSCRIPTIONS_TOTAL, "tenant" => m.tenant.clone(), "outcome" => "failed")
+                .increment(1);
+            tracing::warn!(tenant = %m.tenant, connector = %m.connector, %error, "webhook reconciliation failed; trying again later")
         }
     }
 }

@@ -37,6 +37,11 @@ end
 return removed
 "#;
 
+/// Heartbeats a worker may miss before its jobs are handed to another: three, so a
+/// short pause (a busy runtime, a little clock skew between replicas) is not taken
+/// for a death.
+pub(crate) const MISSED_HEARTBEATS: usize = 3;
+
 /// The Redis side of the queue.
 #[derive(Clone)]
 pub struct RedisBackend {
@@ -70,7 +75,12 @@ impl RedisBackend {
     pub fn config(&self, kind: JobKind, heartbeat: Duration) -> apalis_redis::Config {
         self.keys(kind)
             .heartbeat_interval(heartbeat)
-            .missed_heartbeats(2)
+            .missed_heartbeats(MISSED_HEARTBEATS)
+            // apalis sends heartbeats only while no fetched task waits for a free
+            // slot: with a batch larger than one, a saturated worker falls silent,
+            // another replica's sweep counts it dead and hands its running jobs out
+            // again. One task per fetch keeps the heartbeat going.
+            .batch_size(1)
             // Nobody listens to apalis's pub/sub events; publishing them costs a call.
             .emit_events(false)
     }

@@ -42,9 +42,13 @@ impl SqliteBackend {
 
     /// apalis's configuration for `kind`'s queue.
     pub fn config(&self, kind: JobKind, heartbeat: Duration) -> apalis_sqlite::Config {
+        // One task per fetch, as on Redis (see `RedisBackend::config`): a worker keeps
+        // its heartbeat while every slot is busy.
         apalis_sqlite::Config::default()
             .queue(kind.queue())
             .heartbeat_interval(heartbeat)
+            .missed_heartbeats(super::redis::MISSED_HEARTBEATS)
+            .batch_size(1)
     }
 
     /// Ready and scheduled jobs of `kind`, and the oldest ready one's due time.

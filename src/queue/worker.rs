@@ -40,6 +40,32 @@ impl<J: Job> Runner<J> {
         })
     }
 
+    /// Runs the handler once, as a task of its own: a panic in it ends this attempt
+    /// as a retryable failure (logged with its message and counted), and an attempt
+    /// past `attempt_timeout` is cut off; either way the job is settled as usual.
+    async fn attempt(&self, envelope: &Envelope<J>) -> Result<(), JobError> {
+        let timeout = self.queue.inner.settings.attempt_timeout;
+        let handler = self.handler.clone();
+        let (job, attempt) = (envelope.job.clone(), envelope.attempt);
+        let mut task = tokio::spawn(async move { handler.handle(&job, attempt).await });
+        match tokio::time::timeout(timeout, &mut task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(joined)) => {
+                let message = crate::tasks::panic_message(joined);
+                crate::tasks::count_panic("job");
+                tracing::error!(job = %envelope.id, queue = J::KIND.queue(), panic = %message, "a job attempt panicked");
+                Err(JobError::retry(format!("the attempt panicked: {message}")))
+            }
+            Err(_) => {
+                task.abort();
+                Err(JobError::retry(format!(
+                    "the attempt took longer than queue.attempt_timeout ({})",
+                    humantime::format_duration(timeout)
+                )))
+            }
+        }
+    }
+
     async fn settle(&self, envelope: Envelope<J>) -> Result<(), QueueError> {
         let kind = J::KIND.queue();
         let settings = &self.queue.inner.settings;
@@ -50,17 +76,7 @@ impl<J: Job> Runner<J> {
             tokio::time::sleep(Duration::from_millis(early as u64)).await;
         }
         let started = Instant::now();
-        let result = tokio::time::timeout(
-            settings.attempt_timeout,
-            self.handler.handle(&envelope.job, envelope.attempt),
-        )
-        .await
-        .unwrap_or_else(|_| {
-            Err(JobError::retry(format!(
-                "the attempt took longer than queue.attempt_timeout ({})",
-                humantime::format_duration(settings.attempt_timeout)
-            )))
-        });
+        let result = self.attempt(&envelope).await;
         metrics::histogram!(JOB_SECONDS, "queue" => kind).record(started.elapsed().as_secs_f64());
         self.queue.inner.progress.finished(J::KIND);
         let outcome = match result {
@@ -79,7 +95,8 @@ impl<J: Job> Runner<J> {
                 );
                 let next = Envelope {
                     attempt: envelope.attempt + 1,
-                    ready_ms: now_ms() + delay.as_millis() as i64,
+                    ready_ms: now_ms()
+                        .saturating_add(delay.as_millis().min(i64::MAX as u128) as i64),
                     last_error: Some(reason),
                     ..envelope
                 };
@@ -135,7 +152,9 @@ impl Queue {
     /// Works on `J` jobs with `handler` until `shutdown`, then lets the attempts in
     /// flight finish for up to `grace`; what is still running after that is taken
     /// again later (by this process after a restart, or by another replica). A worker
-    /// ended by a backend error (Redis gone) is started again after a growing pause.
+    /// ended by a backend error (Redis gone) or a panic is started again after a
+    /// pause that grows to [`MAX_RESTART_PAUSE`], so it is back within seconds of the
+    /// backend's return.
     pub async fn work<J: Job>(
         &self,
         handler: Arc<dyn Handler<J>>,
@@ -146,9 +165,13 @@ impl Queue {
             queue: self.clone(),
             handler,
         });
-        let mut pause = Duration::from_millis(500);
+        let mut pause = Duration::from_millis(250);
         while !shutdown.is_cancelled() {
-            let run = self.spawn_worker(runner.clone(), shutdown.clone());
+            // On the process's own runtime, like every connection the worker uses: a
+            // reconnect it starts must outlive the worker, never die with it.
+            let queue = self.clone();
+            let stop = shutdown.clone();
+            let mut run = tokio::spawn(queue.run_worker(runner.clone(), stop));
             let deadline = {
                 let shutdown = shutdown.clone();
                 async move {
@@ -158,26 +181,33 @@ impl Queue {
             };
             let started = Instant::now();
             tokio::select! {
-                result = run => match result {
-                    Ok(()) => {}
-                    Err(error) => {
-                        metrics::counter!(WORKER_RESTARTS, "queue" => J::KIND.queue()).increment(1);
-                        if started.elapsed() > Duration::from_secs(60) {
-                            pause = Duration::from_millis(500);
+                result = &mut run => {
+                    let error = match result {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(error)) => error.to_string(),
+                        Err(joined) => {
+                            let message = crate::tasks::panic_message(joined);
+                            crate::tasks::count_panic("queue_worker");
+                            format!("the worker panicked: {message}")
                         }
-                        tracing::error!(
-                            queue = J::KIND.queue(), %error,
-                            restart_in = %humantime::format_duration(pause),
-                            "a queue worker stopped; it will be started again"
-                        );
-                        tokio::select! {
-                            _ = tokio::time::sleep(pause) => {}
-                            _ = shutdown.cancelled() => {}
-                        }
-                        pause = (pause * 2).min(Duration::from_secs(30));
+                    };
+                    metrics::counter!(WORKER_RESTARTS, "queue" => J::KIND.queue()).increment(1);
+                    if started.elapsed() > Duration::from_secs(60) {
+                        pause = Duration::from_millis(250);
                     }
-                },
+                    tracing::error!(
+                        queue = J::KIND.queue(), %error,
+                        restart_in = %humantime::format_duration(pause),
+                        "a queue worker stopped; it will be started again"
+                    );
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    pause = (pause * 2).min(MAX_RESTART_PAUSE);
+                }
                 _ = deadline => {
+                    run.abort();
                     tracing::warn!(
                         queue = J::KIND.queue(),
                         "jobs still running after the shutdown grace period; they will be taken again"
@@ -188,44 +218,16 @@ impl Queue {
         }
     }
 
-    /// Runs one apalis worker on a thread of its own with a single-threaded runtime.
-    /// apalis 1.0's worker future cannot be shown to be `Send` (its internals hold
-    /// references across awaits under higher-ranked lifetimes), so it cannot be
-    /// spawned on the shared runtime; a thread per job type costs little.
-    async fn spawn_worker<J: Job>(
+    /// One apalis worker for `J`'s queue, as a boxed `Send` future. apalis 1.0's
+    /// worker is `Send`, but the compiler cannot prove it through an `async fn`
+    /// around it (higher-ranked lifetimes inside apalis); coercing the worker's own
+    /// future to a boxed `dyn Future + Send` where it is made lets it run on the
+    /// process's runtime like everything else.
+    fn run_worker<J: Job>(
         &self,
         runner: Arc<Runner<J>>,
         shutdown: CancellationToken,
-    ) -> Result<(), WorkerError> {
-        let (done, result) = tokio::sync::oneshot::channel();
-        let queue = self.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("queue-{}", J::KIND.queue()))
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        let _ = done.send(Err(WorkerError::from(error)));
-                        return;
-                    }
-                };
-                let outcome = runtime.block_on(queue.run_worker(runner, shutdown));
-                let _ = done.send(outcome);
-            });
-        if let Err(error) = thread {
-            return Err(WorkerError::from(error));
-        }
-        result.await.unwrap_or(Ok(()))
-    }
-
-    async fn run_worker<J: Job>(
-        &self,
-        runner: Arc<Runner<J>>,
-        shutdown: CancellationToken,
-    ) -> Result<(), WorkerError> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), WorkerError>> + Send>> {
         let settings = &self.inner.settings;
         let concurrency = settings.concurrency(J::KIND) as usize;
         let name = worker_name(J::KIND.queue());
@@ -239,24 +241,26 @@ impl Queue {
                 let storage = SqliteStorage::<Envelope<J>>::new(sqlite.pool())
                     .with_config(sqlite.config(J::KIND, settings.heartbeat))
                     .poll_with_interval(settings.poll_interval);
-                WorkerBuilder::new(name)
+                let worker = WorkerBuilder::new(name)
                     .backend(storage)
                     .concurrency(concurrency)
-                    .build(handle)
-                    .run_until(stop)
-                    .await
+                    .build(handle);
+                Box::pin(worker.run_until(stop))
             }
             Backend::Redis(redis) => {
                 let storage = RedisStorage::<Envelope<J>>::new(redis.connection())
                     .with_config(redis.config(J::KIND, settings.heartbeat))
                     .poll_with_interval(settings.poll_interval);
-                WorkerBuilder::new(name)
+                let worker = WorkerBuilder::new(name)
                     .backend(storage)
                     .concurrency(concurrency)
-                    .build(handle)
-                    .run_until(stop)
-                    .await
+                    .build(handle);
+                Box::pin(worker.run_until(stop))
             }
         }
     }
 }
+
+/// The longest pause before a stopped worker is started again: short, so a worker
+/// is back within seconds of its backend's return, however long the outage was.
+const MAX_RESTART_PAUSE: Duration = Duration::from_secs(4);

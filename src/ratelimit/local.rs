@@ -68,7 +68,12 @@ impl RateGate for LocalGate {
 
     fn pause<'a>(&'a self, key: &'a str, duration: Duration) -> GateFuture<'a> {
         Box::pin(async move {
-            let until = Instant::now() + duration;
+            // The duration comes from a server's Retry-After: capped where it is read,
+            // and still never trusted to fit in an Instant.
+            let now = Instant::now();
+            let until = now
+                .checked_add(duration)
+                .unwrap_or_else(|| now + Duration::from_secs(24 * 3600));
             let mut paused = self.paused.lock().unwrap();
             let entry = paused.entry(key.to_string()).or_insert(until);
             *entry = (*entry).max(until);

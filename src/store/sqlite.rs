@@ -19,7 +19,7 @@ fn now_ms() -> i64 {
 }
 
 fn expiry(ttl: Option<Duration>) -> Option<i64> {
-    ttl.map(|ttl| now_ms() + ttl.as_millis() as i64)
+    ttl.map(|ttl| now_ms().saturating_add(ttl.as_millis().min(i64::MAX as u128) as i64))
 }
 
 fn failed(error: sqlx::Error) -> StoreError {
@@ -48,9 +48,35 @@ pub async fn durable_pool(path: &Path, max_connections: u32) -> Result<SqlitePoo
         .busy_timeout(Duration::from_secs(10));
     SqlitePoolOptions::new()
         .max_connections(max_connections)
+        .after_release(|connection, _| Box::pin(in_step(connection)))
+        .before_acquire(|connection, _| Box::pin(in_step(connection)))
         .connect_with(options)
         .await
         .map_err(failed)
+}
+
+/// Whether a pooled connection may be used again: neither SQLite nor sqlx believes a
+/// transaction is open. After `SQLITE_FULL` or an I/O error SQLite rolls the
+/// transaction back itself, the ROLLBACK sqlx then queues fails, and sqlx's count of
+/// open transactions stays at one; the next `begin` on that connection would open a
+/// savepoint that no commit ever ends, holding the write lock for good ("database is
+/// locked" for every other writer until a restart). A connection out of step is
+/// closed instead (closing rolls back whatever SQLite still has open).
+async fn in_step(connection: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    // Taking the handle waits for the connection's worker to run what was queued
+    // before it (the ROLLBACK of a dropped transaction), so both answers are current.
+    let autocommit = {
+        let mut handle = connection.lock_handle().await?;
+        // SAFETY: the handle is locked away from sqlx's worker thread for the call,
+        // and sqlite3_get_autocommit only reads the connection's state.
+        unsafe { libsqlite3_sys::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) != 0 }
+    };
+    let sound = autocommit && !connection.is_in_transaction();
+    if !sound {
+        tracing::warn!("a database connection was left inside a transaction (after a failed write); closing it");
+    }
+    Ok(sound)
 }
 
 impl SqliteStore {

@@ -79,7 +79,7 @@ async fn a_429_is_waited_out_not_hammered() {
     let sink = Arc::new(Collect::default());
     let stop = CancellationToken::new();
     let task = tokio::spawn(poll_crm(
-        polling(&dv, store, sink.clone(), "a"),
+        std::sync::Arc::new(polling(&dv, store, sink.clone(), "a")),
         stop.clone(),
     ));
     // Ten intervals: a loop that ignored Retry-After would be refused again and again.
@@ -110,7 +110,7 @@ async fn with_two_replicas_only_the_lease_holder_polls() {
         let store: Arc<dyn Store> = Arc::new(RedisStore::connect(&redis.url(), "t").await.unwrap());
         let sink = Arc::new(Collect::default());
         tasks.push(tokio::spawn(poll_crm(
-            polling(&dv, store, sink.clone(), holder),
+            std::sync::Arc::new(polling(&dv, store, sink.clone(), holder)),
             stop.clone(),
         )));
         sinks.push(sink);

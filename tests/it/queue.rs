@@ -113,7 +113,7 @@ fn client(
     };
     let options = ClientOptions {
         timeout,
-        refresh_margin: Duration::from_secs(300),
+        ..ClientOptions::default()
     };
     let client =
         KaizalaClient::new(credentials, Credentials::new(bed.store.clone()), &options).unwrap();

@@ -102,7 +102,9 @@ impl TokenProvider {
         let token = body["access_token"]
             .as_str()
             .ok_or_else(|| DataverseError::Protocol("token answer without access_token".into()))?;
-        let lifetime = body["expires_in"].as_u64().unwrap_or(3599);
+        // Entra says seconds, about an hour; a value past a day is not believed (an
+        // Instant cannot hold u64::MAX seconds from now).
+        let lifetime = body["expires_in"].as_u64().unwrap_or(3599).min(86_400);
         let token = SecretString::from(token.to_string());
         *cached = Some((
             token.clone(),

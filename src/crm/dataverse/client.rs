@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::HeaderMap;
 use reqwest::Method;
 use secrecy::ExposeSecret;
 use serde_json::Value;
@@ -32,6 +32,7 @@ pub struct WebApi {
     tokens: TokenProvider,
     base: String,
     crm: String,
+    max_retry_after: Duration,
 }
 
 impl WebApi {
@@ -54,7 +55,14 @@ impl WebApi {
             tokens,
             base,
             crm: crm.to_string(),
+            max_retry_after: crate::retry_after::DEFAULT_MAX,
         })
+    }
+
+    /// Believes a `Retry-After` of at most `max` (`crm[].max_retry_after`).
+    pub fn with_max_retry_after(mut self, max: Duration) -> Self {
+        self.max_retry_after = max;
+        self
     }
 
     /// `{organisation}/api/data/v9.2`.
@@ -115,11 +123,7 @@ impl WebApi {
                     body,
                 });
             }
-            let retry_after = headers
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse().ok())
-                .map(Duration::from_secs);
+            let retry_after = crate::retry_after::from_headers(&headers, self.max_retry_after);
             if status == 429 {
                 metrics::counter!("kaizala_bridge_dataverse_throttled_total", "crm" => self.crm.clone()).increment(1);
             }
