@@ -141,6 +141,16 @@ impl Readiness {
             dependencies.push(dependency.probe().await);
         }
         if let Some(queue) = self.workers.get() {
+            // A push that failed moments ago (disk full) and none that worked since:
+            // a probe row may still fit where a job no longer does.
+            let failing = queue.push_failing();
+            dependencies.push(DependencyReport {
+                name: "queue_writes",
+                kind: "queue",
+                state: if failing.is_none() { "up" } else { "down" },
+                latency_ms: 0,
+                error: failing,
+            });
             let stalled = queue.stalled();
             dependencies.push(DependencyReport {
                 name: "workers",
@@ -186,7 +196,10 @@ impl Dependency {
 
     async fn check(&self) -> Result<(), String> {
         match self {
-            Dependency::SqliteQueue { path } => probe_writable_dir(path).await,
+            Dependency::SqliteQueue { path } => {
+                probe_writable_dir(path).await?;
+                probe_database_write(path).await
+            }
             Dependency::RedisQueue { client } => {
                 let mut connection = client
                     .get_multiplexed_async_connection()
@@ -223,4 +236,42 @@ async fn probe_writable_dir(database: &std::path::Path) -> Result<(), String> {
     })
     .await;
     outcome.unwrap_or_else(|e| Err(format!("the probe task failed: {e}")))
+}
+
+/// A real write to the database, undone: take the write lock (`BEGIN IMMEDIATE`, so a
+/// lock held for good shows here), write a row the size of a large job (so a database
+/// at its `max_page_count` or an unwritable file shows here), roll back. Nothing is
+/// committed, so a probe never grows the file or costs an fsync. Its own connection,
+/// opened per probe: a probe must not queue behind, or wedge, the pool's.
+async fn probe_database_write(database: &std::path::Path) -> Result<(), String> {
+    use sqlx::{ConnectOptions, Connection};
+    if !database.exists() {
+        // Created by the store at start; before then, the directory probe speaks.
+        return Ok(());
+    }
+    // One probe at a time: concurrent probes would only meet each other's write lock.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut connection = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(database)
+        .busy_timeout(Duration::from_millis(1500))
+        .connect()
+        .await
+        .map_err(|e| format!("cannot open the database: {e}"))?;
+    let outcome = async {
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut connection)
+            .await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS bridge_ready_probe (b BLOB)")
+            .execute(&mut connection)
+            .await?;
+        sqlx::query("INSERT INTO bridge_ready_probe VALUES (randomblob(16384))")
+            .execute(&mut connection)
+            .await?;
+        Ok::<(), sqlx::Error>(())
+    }
+    .await;
+    let _ = sqlx::query("ROLLBACK").execute(&mut connection).await;
+    let _ = connection.close().await;
+    outcome.map_err(|e| format!("the database cannot take writes: {e}"))
 }

@@ -38,8 +38,13 @@ async fn pause(duration: Duration, shutdown: &CancellationToken) -> bool {
 }
 
 /// Whether `holder` holds (or now takes) the poll lease `key`. Two replicas that both
-/// poll once in a race are harmless: every event is deduplicated downstream.
+/// poll once in a race are harmless: every event is deduplicated downstream. A store
+/// of this process's own (SQLite) needs no lease: nothing else polls, and a lease
+/// left by a killed predecessor must not make a restart wait.
 async fn hold_lease(store: &dyn Store, key: &str, holder: &str, ttl: Duration) -> bool {
+    if !store.is_shared() {
+        return true;
+    }
     match Leases::new(store, namespaces::LEASES)
         .hold(key, holder, ttl)
         .await
@@ -50,6 +55,31 @@ async fn hold_lease(store: &dyn Store, key: &str, holder: &str, ttl: Duration) -
             false
         }
     }
+}
+
+/// Gives the lease `key` up on the way out, so the next process (a restart, another
+/// replica) polls at once instead of waiting for the lease to expire.
+async fn release_lease(store: &dyn Store, key: &str, holder: &str) {
+    if !store.is_shared() {
+        return;
+    }
+    if let Err(error) = Leases::new(store, namespaces::LEASES)
+        .release(key, holder)
+        .await
+    {
+        tracing::warn!(%error, key, "cannot release the poll lease; it expires by itself");
+    }
+}
+
+/// Seconds since any replica last polled `crm` successfully, as the store says; when
+/// the store cannot say (never polled, or unreachable), since `fallback_ms`.
+async fn poll_lag_seconds(store: &dyn Store, crm: &str, fallback_ms: i64) -> f64 {
+    let last = match store.get(namespaces::POLLED, crm).await {
+        Ok(Some(text)) => text.parse::<i64>().ok(),
+        _ => None,
+    };
+    let last = last.unwrap_or(fallback_ms).max(fallback_ms);
+    (now_ms() - last).max(0) as f64 / 1000.0
 }
 
 /// One CRM source's polling: its Web API, its watched entity sets, and where events go.
@@ -76,69 +106,77 @@ pub struct CrmPolling {
 pub async fn poll_crm(polling: Arc<CrmPolling>, shutdown: CancellationToken) {
     let lease_key = format!("crm/{}", polling.crm);
     let lease_ttl = (polling.interval * 3).max(Duration::from_secs(30));
-    let mut last_ok = std::time::Instant::now();
+    let store = polling.store.as_ref();
+    // The lag counts from the last success anyone had, or from our start: a source
+    // nobody polls (every replica failing, or none holding the lease) shows a
+    // growing lag, whatever the reason.
+    let mut last_ok_ms = now_ms();
     let mut failures: u32 = 0;
     loop {
         let mut wait = polling.interval;
-        if hold_lease(
-            polling.store.as_ref(),
-            &lease_key,
-            &polling.holder,
-            lease_ttl,
-        )
-        .await
-        {
-            let mut ok = true;
-            for watch in &polling.watches {
-                match poll_once(
-                    &polling.api,
-                    polling.store.as_ref(),
-                    polling.sink.as_ref(),
-                    watch,
-                )
-                .await
-                {
-                    Ok(report) if report.events > 0 || report.baseline => tracing::info!(
-                        crm = %polling.crm, entity_set = %watch.entity_set,
-                        events = report.events, baseline = report.baseline, expired = report.expired,
-                        "CRM changes read"
-                    ),
-                    Ok(_) => {}
-                    Err(PollError::Dataverse(DataverseError::Throttled {
-                        retry_after, ..
-                    })) => {
-                        tracing::warn!(crm = %polling.crm, ?retry_after, "Dataverse throttled the poll; waiting it out");
-                        wait = wait.max(retry_after);
-                        ok = false;
-                        break;
-                    }
-                    Err(error) => {
-                        failures += 1;
-                        let backoff =
-                            Duration::from_millis(500 * 2u64.saturating_pow(failures.min(10)));
-                        wait = backoff.min(polling.interval);
-                        tracing::warn!(crm = %polling.crm, entity_set = %watch.entity_set, %error, "polling the CRM failed; trying again");
-                        ok = false;
-                        break;
-                    }
+        if hold_lease(store, &lease_key, &polling.holder, lease_ttl).await {
+            match poll_watches(&polling).await {
+                Ok(()) => {
+                    failures = 0;
+                    last_ok_ms = now_ms();
+                    let _ = store
+                        .put(
+                            namespaces::POLLED,
+                            &polling.crm,
+                            &last_ok_ms.to_string(),
+                            None,
+                        )
+                        .await;
+                    let now_s = last_ok_ms as f64 / 1000.0;
+                    metrics::gauge!(CRM_LAST_POLL, "crm" => polling.crm.clone()).set(now_s);
+                }
+                Err(Some(retry_after)) => wait = wait.max(retry_after),
+                Err(None) => {
+                    failures += 1;
+                    let backoff =
+                        Duration::from_millis(500 * 2u64.saturating_pow(failures.min(10)));
+                    wait = backoff.min(polling.interval);
                 }
             }
-            if ok {
-                failures = 0;
-                last_ok = std::time::Instant::now();
-                let now_s = now_ms() as f64 / 1000.0;
-                metrics::gauge!(CRM_LAST_POLL, "crm" => polling.crm.clone()).set(now_s);
-            }
-        } else {
-            // Another replica polls; this one keeps its lag at zero so it raises no alert.
-            last_ok = std::time::Instant::now();
         }
-        metrics::gauge!(CRM_POLL_LAG, "crm" => polling.crm.clone())
-            .set(last_ok.elapsed().as_secs_f64());
+        let lag = poll_lag_seconds(store, &polling.crm, last_ok_ms).await;
+        metrics::gauge!(CRM_POLL_LAG, "crm" => polling.crm.clone()).set(lag);
         if !pause(wait, &shutdown).await {
+            release_lease(store, &lease_key, &polling.holder).await;
             return;
         }
     }
+}
+
+/// One pass over every watch of the source; on failure, `Some(wait)` when the CRM
+/// asked to be left alone that long (a 429), `None` for any other failure.
+async fn poll_watches(polling: &CrmPolling) -> Result<(), Option<Duration>> {
+    for watch in &polling.watches {
+        match poll_once(
+            &polling.api,
+            polling.store.as_ref(),
+            polling.sink.as_ref(),
+            watch,
+        )
+        .await
+        {
+            Ok(report) if report.events > 0 || report.baseline => tracing::info!(
+                crm = %polling.crm, entity_set = %watch.entity_set,
+                events = report.events, baseline = report.baseline, expired = report.expired,
+                "CRM changes read"
+            ),
+            Ok(_) => {}
+            Err(PollError::Dataverse(DataverseError::Throttled { retry_after, .. })) => {
+                tracing::warn!(crm = %polling.crm, ?retry_after, "Dataverse throttled the poll; waiting it out");
+                return Err(Some(retry_after));
+            }
+            Err(error) => {
+                tracing::warn!(crm = %polling.crm, entity_set = %watch.entity_set, %error, "polling the CRM failed; trying again");
+                return Err(None);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One tenant's response polling: a client per connector and the receiver whose
@@ -182,6 +220,11 @@ pub async fn poll_responses_loop(polling: Arc<ResponsePolling>, shutdown: Cancel
             }
             continue;
         }
+        // Polling after shutdown started would only be cut off: give the lease up.
+        if shutdown.is_cancelled() {
+            release_lease(polling.store.as_ref(), &lease_key, &polling.holder).await;
+            return;
+        }
         match poll_tenant(&polling).await {
             Ok(found) => {
                 metrics::counter!(RESPONSE_POLLS_TOTAL, "tenant" => polling.tenant.clone(), "outcome" => "ok").increment(1);
@@ -195,6 +238,7 @@ pub async fn poll_responses_loop(polling: Arc<ResponsePolling>, shutdown: Cancel
             }
         }
         if !pause(polling.interval, &shutdown).await {
+            release_lease(polling.store.as_ref(), &lease_key, &polling.holder).await;
             return;
         }
     }
@@ -203,7 +247,7 @@ pub async fn poll_responses_loop(polling: Arc<ResponsePolling>, shutdown: Cancel
 async fn poll_tenant(polling: &ResponsePolling) -> Result<usize, String> {
     let actions = polling
         .correlations
-        .actions()
+        .open_actions()
         .await
         .map_err(|e| e.to_string())?;
     let mut found = 0;

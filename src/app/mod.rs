@@ -26,14 +26,15 @@ use crate::crm::CrmSink;
 use crate::http::admin::Admin;
 use crate::http::{self, AppState};
 use crate::jobs::{
-    Correlations, Intake, RecordResponse, RecordResponseHandler, SendAction, SendActionHandler,
+    Correlations, Holds, Intake, RecordResponse, RecordResponseHandler, SendAction,
+    SendActionHandler,
 };
 use crate::kaizala::subscriptions::Reconciling;
 use crate::kaizala::{EventSink, Receiver};
 use crate::queue::{Handler, Queue};
 use crate::readiness::{Readiness, ReadinessError};
 use crate::rules::Rules;
-use crate::store::Store;
+use crate::store::{Presence, Store};
 use crate::{shutdown, telemetry};
 
 pub mod loops;
@@ -111,12 +112,19 @@ pub struct Components {
 /// What `run` does besides serving HTTP: the queue's workers and maintenance, and
 /// the polling loops.
 struct Daemon {
+    /// The store and this process's name in it, announced alive while it runs (on a
+    /// shared store), so its holds are known to be over once it is gone.
+    presence: (Arc<dyn Store>, String),
     queue: Queue,
     send: Arc<SendActionHandler>,
     record: Arc<RecordResponseHandler>,
     crm_polls: Vec<loops::CrmPolling>,
     response_polls: Vec<loops::ResponsePolling>,
 }
+
+/// How much longer than one Kaizala request a key stays held: the POST is cut off by
+/// `kaizala.request_timeout`, and the store writes around it take moments.
+pub const HOLD_MARGIN: Duration = Duration::from_secs(5);
 
 /// A bound, ready-to-run bridge.
 pub struct Application {
@@ -287,7 +295,8 @@ impl Application {
         let queue = Queue::open(config, store.clone()).await?;
         let gate = crate::ratelimit::for_config(config).await?;
         let clients = crate::kaizala::client::clients(config, store.clone(), Some(gate))?;
-        let correlations = Correlations::new(store.clone());
+        let correlations =
+            Correlations::new(store.clone()).with_open_for(config.kaizala.response_poll_grace);
         let intake = Arc::new(
             Intake::new(queue.clone(), rules.clone()).with_correlations(correlations.clone()),
         );
@@ -385,13 +394,23 @@ impl Application {
                 queue: queue.clone(),
             })
         });
+        let record_clients = clients.clone();
         let daemon = Daemon {
+            presence: (store.clone(), holder.clone()),
             send: Arc::new(
                 SendActionHandler::new(clients, correlations.clone())
-                    .with_hold(config.queue.attempt_timeout + Duration::from_secs(5))
+                    .with_holds(Holds::new(
+                        store.clone(),
+                        holder.clone(),
+                        config.kaizala.request_timeout + HOLD_MARGIN,
+                    ))
                     .with_sent_activities(sinks.clone(), rules.clone()),
             ),
-            record: Arc::new(RecordResponseHandler::new(sinks, correlations).with_rules(rules)),
+            record: Arc::new(
+                RecordResponseHandler::new(sinks, correlations)
+                    .with_rules(rules)
+                    .with_kaizala(record_clients),
+            ),
             queue,
             crm_polls,
             response_polls,
@@ -422,6 +441,23 @@ impl Application {
             });
         }
         if let Some(daemon) = self.daemon {
+            let (store, process) = daemon.presence;
+            if !store.is_shared() {
+                let store = store.clone();
+                tasks.supervise("store_purge", move |stop| {
+                    let store = store.clone();
+                    async move { crate::store::purge_expired(store.as_ref(), stop).await }
+                });
+            } else {
+                tasks.supervise("presence", move |stop| {
+                    let (store, process) = (store.clone(), process.clone());
+                    async move {
+                        Presence::new(store.as_ref())
+                            .keep_announcing(&process, stop)
+                            .await
+                    }
+                });
+            }
             let grace = self.shutdown_grace;
             let (queue, stop) = (daemon.queue.clone(), shutdown.clone());
             let send: Arc<dyn Handler<SendAction>> = daemon.send;

@@ -26,6 +26,7 @@ pub fn validate(config: &mut Config, cx: &Context, problems: &mut Problems) {
     server(&mut config.server, cx, problems);
     log(&config.log, problems);
     queue(&mut config.queue, cx, problems);
+    outlasts_a_hold(config, problems);
     for (key, value) in [
         ("kaizala.request_timeout", config.kaizala.request_timeout),
         ("kaizala.dedup_ttl", config.kaizala.dedup_ttl),
@@ -148,6 +149,24 @@ fn queue(queue: &mut QueueConfig, cx: &Context, problems: &mut Problems) {
         problems.push(
             "queue.backoff_max",
             "must not be shorter than queue.backoff_initial",
+        );
+    }
+}
+
+/// An attempt that finds another's POST of the same key under way waits for its hold
+/// (one Kaizala request, `kaizala.request_timeout`, plus a 5 s margin) and must then
+/// still have time for its own request: otherwise every such attempt times out, and
+/// the job ends in the dead letters however many attempts it has.
+fn outlasts_a_hold(config: &Config, problems: &mut Problems) {
+    let request = config.kaizala.request_timeout;
+    let needed = request * 2 + Duration::from_secs(5);
+    if !request.is_zero() && config.queue.attempt_timeout <= needed {
+        problems.push(
+            "queue.attempt_timeout",
+            format!(
+                "must be longer than twice kaizala.request_timeout plus 5s ({}): an attempt may wait out another's post, then post itself",
+                humantime::format_duration(needed)
+            ),
         );
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ActivityKind, CrmRecordRef};
-use crate::store::{namespaces, Leases, Store, StoreError};
+use crate::store::{namespaces, Store, StoreError};
 
 /// Where a post stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +19,11 @@ pub enum PostState {
     Posting {
         /// When the first POST started.
         started_ms: i64,
+        /// What the action is sent for: an answer that arrives before the POST's
+        /// outcome is recorded finds its record through the survey's key question
+        /// and this.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        correlation: Option<Box<Correlation>>,
     },
     /// Posted as this action.
     Sent {
@@ -59,12 +64,27 @@ pub struct Correlation {
 #[derive(Clone)]
 pub struct Correlations {
     store: Arc<dyn Store>,
+    open_for: Duration,
 }
+
+/// How long past its due date an action stays in the index of open actions when
+/// nothing says otherwise (`kaizala.response_poll_grace`'s default).
+const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(24 * 3600);
 
 impl Correlations {
     /// Correlations kept in `store`.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            open_for: DEFAULT_OPEN_FOR,
+        }
+    }
+
+    /// Keeps an action in the index of open actions until `grace` past its due date
+    /// (`kaizala.response_poll_grace`).
+    pub fn with_open_for(mut self, grace: Duration) -> Self {
+        self.open_for = grace;
+        self
     }
 
     /// Where the post of `key` stands.
@@ -91,6 +111,22 @@ impl Correlations {
         self.store
             .put(namespaces::ACTIONS, action_id, &text, None)
             .await?;
+        if let Some(due_ms) = correlation.due_ms {
+            // The index the answer sweep reads: it expires by itself once the action
+            // stops taking answers, so a sweep never reads the whole history.
+            let open_ms = due_ms
+                .saturating_add(self.open_for.as_millis().min(i64::MAX as u128) as i64)
+                .saturating_sub(crate::queue::now_ms())
+                .max(60_000);
+            self.store
+                .put(
+                    namespaces::OPEN_ACTIONS,
+                    action_id,
+                    &text,
+                    Some(Duration::from_millis(open_ms as u64)),
+                )
+                .await?;
+        }
         self.set_state(
             &correlation.key,
             &PostState::Sent {
@@ -100,23 +136,15 @@ impl Correlations {
         .await
     }
 
-    /// Holds `key` for `holder` for at most `ttl`; false when another holds it.
-    pub async fn hold(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
-        Leases::new(self.store.as_ref(), namespaces::POSTING)
-            .hold(key, holder, ttl)
-            .await
+    /// The store the correlations are kept in (holds live beside them).
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
     }
 
-    /// Lets go of `key` if `holder` still holds it.
-    pub async fn release(&self, key: &str, holder: &str) -> Result<(), StoreError> {
-        Leases::new(self.store.as_ref(), namespaces::POSTING)
-            .release(key, holder)
-            .await
-    }
-
-    /// Every action of ours with what it was sent for (response polling).
-    pub async fn actions(&self) -> Result<Vec<(String, Correlation)>, StoreError> {
-        let listed = self.store.list(namespaces::ACTIONS).await?;
+    /// The actions of ours still taking answers (until their due date plus the
+    /// grace), with what each was sent for: what response polling reads.
+    pub async fn open_actions(&self) -> Result<Vec<(String, Correlation)>, StoreError> {
+        let listed = self.store.list(namespaces::OPEN_ACTIONS).await?;
         Ok(listed
             .into_iter()
             .filter_map(|(id, text)| Some((id, serde_json::from_str(&text).ok()?)))
@@ -133,7 +161,8 @@ impl Correlations {
         let text = serde_json::to_string(&correlation).expect("plain data serializes");
         self.store
             .put(namespaces::ACTIONS, action_id, &text, None)
-            .await
+            .await?;
+        self.store.delete(namespaces::OPEN_ACTIONS, action_id).await
     }
 
     /// What `action_id` was sent for, when it is ours.

@@ -4,6 +4,7 @@
 //! exactly-once effects (DESIGN.md, Delivery guarantees).
 
 pub mod correlation;
+pub mod hold;
 pub mod intake;
 pub mod record_response;
 pub mod send_action;
@@ -14,6 +15,7 @@ use crate::model::{ActivityKind, CrmRecordRef, ResponseEvent};
 use crate::queue::{Job, JobError, JobKind};
 
 pub use correlation::{Correlation, Correlations, PostState};
+pub use hold::Holds;
 pub use intake::Intake;
 pub use record_response::RecordResponseHandler;
 pub use send_action::SendActionHandler;

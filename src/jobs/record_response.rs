@@ -5,8 +5,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{crm_failure, store_failure, Correlation, Correlations, RecordResponse};
+use super::send_action::key_marker;
+use super::{
+    crm_failure, kaizala_failure, store_failure, Correlation, Correlations, PostState,
+    RecordResponse,
+};
 use crate::crm::CrmSink;
+use crate::kaizala::KaizalaClient;
 use crate::model::{Activity, ResponseEvent};
 use crate::queue::{Handler, HandlerFuture, JobError};
 use crate::rules::Rules;
@@ -15,15 +20,26 @@ use crate::rules::Rules;
 /// to an action of ours.
 pub const RESPONSES_TOTAL: &str = "kaizala_bridge_responses_total";
 
-/// Attempts to wait for an action's correlation before counting it as not ours: an
-/// answer can race the write that follows the POST.
-const NOT_OURS_AFTER: u32 = 3;
+/// `kaizala_bridge_events_rejected_total{reason}`: events that were not applied, by
+/// why (`not_ours`: an answer to an action that provably is not the bridge's).
+pub const EVENTS_REJECTED_TOTAL: &str = "kaizala_bridge_events_rejected_total";
 
 /// Handles `RecordResponse` jobs.
 pub struct RecordResponseHandler {
     sinks: HashMap<String, Arc<dyn CrmSink>>,
     correlations: Correlations,
     rules: Option<Arc<Rules>>,
+    /// Clients by `tenant/connector`, to read an unknown action's key question.
+    kaizala: HashMap<String, Arc<KaizalaClient>>,
+}
+
+/// Where an answer to an action without a correlation stands.
+enum Unknown {
+    /// The action is ours: its survey's key question names a post of ours, now
+    /// recorded as this action.
+    Ours(Box<Correlation>),
+    /// The action carries no key of ours: it is someone else's.
+    NotOurs,
 }
 
 impl RecordResponseHandler {
@@ -33,7 +49,81 @@ impl RecordResponseHandler {
             sinks,
             correlations,
             rules: None,
+            kaizala: HashMap::new(),
         }
+    }
+
+    /// Reads an action the bridge has no correlation for through `clients` (keyed
+    /// `tenant/connector`), to tell an early answer to our survey from someone else's.
+    pub fn with_kaizala(mut self, clients: HashMap<String, Arc<KaizalaClient>>) -> Self {
+        self.kaizala = clients;
+        self
+    }
+
+    /// An answer came for an action without a correlation: the POST's answer may not
+    /// be recorded yet (lost, or still on its way). The survey itself says whose it
+    /// is: its invisible question carries our key, and the key's post state what it
+    /// was sent for. Recorded as sent here, so the answer lands now and the sending
+    /// job finds it sent. A read that fails is retried; only an action whose
+    /// questions carry no key of ours is not ours.
+    async fn resolve_unknown(&self, job: &RecordResponse) -> Result<Unknown, JobError> {
+        let response = &job.response;
+        let prefix = format!("{}/", job.tenant);
+        let Some(client) = self
+            .kaizala
+            .iter()
+            .find(|(key, _)| key.starts_with(&prefix))
+            .map(|(_, client)| client)
+        else {
+            return Ok(Unknown::NotOurs);
+        };
+        let details = client
+            .action_details(&response.group_id, &response.action_id)
+            .await
+            .map_err(kaizala_failure)?;
+        let marker_prefix = key_marker("");
+        let Some(key) = details
+            .action_details
+            .questions
+            .iter()
+            .filter(|q| q.is_invisible)
+            .find_map(|q| q.title.strip_prefix(&marker_prefix))
+        else {
+            return Ok(Unknown::NotOurs);
+        };
+        let state = self.correlations.state(key).await.map_err(store_failure)?;
+        let correlation = match state {
+            Some(PostState::Posting {
+                correlation: Some(correlation),
+                ..
+            }) => *correlation,
+            Some(PostState::Sent { action_id }) if action_id != response.action_id => {
+                // Our key, but another action was recorded for it: a second post of
+                // the same survey. Its answers still belong to the record.
+                match self
+                    .correlations
+                    .action(&action_id)
+                    .await
+                    .map_err(store_failure)?
+                {
+                    Some(correlation) => correlation,
+                    None => return Ok(Unknown::NotOurs),
+                }
+            }
+            Some(PostState::Sent { .. }) => {
+                return Err(JobError::retry("the action's correlation is being written"))
+            }
+            _ => return Ok(Unknown::NotOurs),
+        };
+        if correlation.tenant != job.tenant {
+            return Ok(Unknown::NotOurs);
+        }
+        self.correlations
+            .sent(&response.action_id, &correlation)
+            .await
+            .map_err(store_failure)?;
+        tracing::info!(action_id = %response.action_id, %key, "an answer came before its survey's post was recorded; resolved by the survey's key");
+        Ok(Unknown::Ours(Box::new(correlation)))
     }
 
     /// Writes activities with the rules' write-back templates (without, a plain
@@ -45,21 +135,22 @@ impl RecordResponseHandler {
 
     async fn record(&self, job: &RecordResponse, attempt: u32) -> Result<(), JobError> {
         let response = &job.response;
-        let Some(correlation) = self
+        let known = self
             .correlations
             .action(&response.action_id)
             .await
-            .map_err(store_failure)?
-        else {
-            if attempt < NOT_OURS_AFTER {
-                return Err(JobError::retry(format!(
-                    "action {} is not known (yet)",
-                    response.action_id
-                )));
-            }
-            tracing::info!(action_id = %response.action_id, "an answer to an action that is not ours; ignored");
-            metrics::counter!(RESPONSES_TOTAL, "outcome" => "not_ours").increment(1);
-            return Ok(());
+            .map_err(store_failure)?;
+        let correlation = match known {
+            Some(correlation) => correlation,
+            None => match self.resolve_unknown(job).await? {
+                Unknown::Ours(correlation) => *correlation,
+                Unknown::NotOurs => {
+                    tracing::warn!(tenant = %job.tenant, action_id = %response.action_id, group = %response.group_id, attempt, "an answer to an action that is not ours; ignored");
+                    metrics::counter!(RESPONSES_TOTAL, "outcome" => "not_ours").increment(1);
+                    metrics::counter!(EVENTS_REJECTED_TOTAL, "reason" => "not_ours").increment(1);
+                    return Ok(());
+                }
+            },
         };
         let sink = self.sinks.get(&correlation.record.crm).ok_or_else(|| {
             JobError::Permanent(format!(

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::hold::Holds;
 use super::{
     crm_failure, kaizala_failure, store_failure, Correlation, Correlations, PostState, SendAction,
 };
@@ -37,7 +38,7 @@ pub const ACTIONS_TOTAL: &str = "kaizala_bridge_actions_total";
 pub struct SendActionHandler {
     clients: HashMap<String, Arc<KaizalaClient>>,
     correlations: Correlations,
-    hold: Duration,
+    holds: Holds,
     crm: Option<SentActivities>,
 }
 
@@ -45,21 +46,38 @@ pub struct SendActionHandler {
 /// what they hold.
 type SentActivities = (HashMap<String, Arc<dyn CrmSink>>, Arc<Rules>);
 
-/// How long an attempt waits for another attempt's hold on its key before it gives
-/// up this attempt (well inside the queue's attempt timeout).
-const HOLD_WAIT: Duration = Duration::from_secs(20);
+/// How long an attempt waits for another live attempt's POST of the same key before
+/// it gives this attempt up: a POST ends within `kaizala.request_timeout` (60 s by
+/// default), and the hold's ttl is only a little longer.
+const HOLD_PATIENCE: Duration = Duration::from_secs(70);
 
-/// How long one attempt holds an idempotency key by default: the queue's default
-/// `attempt_timeout`, after which the attempt is surely over.
-const DEFAULT_HOLD: Duration = Duration::from_secs(150);
+/// How long a key is held when nothing says otherwise: Kaizala's default request
+/// timeout plus a margin (see [`Holds`]).
+const DEFAULT_HOLD: Duration = Duration::from_secs(65);
+
+/// How long after its permit a POST may still use it (the hold is taken between).
+const PERMIT_FRESH_FOR: Duration = Duration::from_millis(50);
+
+/// Which POST of an attempt this is: on a permit taken just before the hold, or
+/// after other calls (a search), which needs a fresh one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Permit {
+    Reserved,
+    Spent,
+}
 
 impl SendActionHandler {
     /// A handler posting through `clients` (keyed `tenant/connector`).
     pub fn new(clients: HashMap<String, Arc<KaizalaClient>>, correlations: Correlations) -> Self {
+        let holds = Holds::new(
+            correlations.store(),
+            crate::queue::process_name(),
+            DEFAULT_HOLD,
+        );
         Self {
             clients,
             correlations,
-            hold: DEFAULT_HOLD,
+            holds,
             crm: None,
         }
     }
@@ -74,46 +92,17 @@ impl SendActionHandler {
         self
     }
 
-    /// Holds a key for at most `hold` per attempt (the queue's `attempt_timeout`).
-    pub fn with_hold(mut self, hold: Duration) -> Self {
-        self.hold = hold;
+    /// Holds keys through `holds` (this process's name, the hold's ttl).
+    pub fn with_holds(mut self, holds: Holds) -> Self {
+        self.holds = holds;
         self
     }
 
     /// Two jobs with one key (the CRM webhook and the poll saw the same record) must
-    /// not post side by side: each attempt first holds the key, atomically and for a
-    /// bounded time, so one posts while the other waits and then finds it sent.
+    /// not post side by side: the key is held around the POST, after the rate-gate
+    /// permit (waiting for a permit holds nothing), so one posts while the other
+    /// waits a moment and then finds it sent.
     async fn send(&self, job: &SendAction) -> Result<(), JobError> {
-        let key = &job.idempotency_key;
-        let me = uuid::Uuid::new_v4().to_string();
-        // The other holder usually finishes within moments (one POST): wait for it
-        // here rather than spend an attempt of this job's budget on each look.
-        let waiting_since = std::time::Instant::now();
-        loop {
-            let held = self
-                .correlations
-                .hold(key, &me, self.hold)
-                .await
-                .map_err(store_failure)?;
-            if held {
-                break;
-            }
-            if waiting_since.elapsed() >= HOLD_WAIT {
-                return Err(JobError::Retry {
-                    reason: format!("another attempt is still posting {key}"),
-                    after: Some(Duration::from_secs(1)),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let result = self.send_held(job).await;
-        let _ = self.correlations.release(key, &me).await;
-        let (action_id, correlation) = result?;
-        self.announce(&action_id, &correlation).await
-    }
-
-    /// Posts (or finds) the action; returns its id and what it was sent for.
-    async fn send_held(&self, job: &SendAction) -> Result<(String, Correlation), JobError> {
         let key = &job.idempotency_key;
         let client_key = format!("{}/{}", job.tenant, job.connector);
         let client = self.clients.get(&client_key).ok_or_else(|| {
@@ -122,38 +111,79 @@ impl SendActionHandler {
             ))
         })?;
         let body = with_marker(&job.action, key)?;
-        let title = body["actionBody"]["title"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        let correlation = Correlation {
-            key: key.clone(),
-            rule: job.rule.clone(),
-            tenant: job.tenant.clone(),
-            connector: job.connector.clone(),
-            group: job.group.clone(),
-            title: title.clone(),
-            record: job.record.clone(),
-            activity: job.activity,
-            due_ms: due_hours(&body).map(|h| now_ms().saturating_add(h.saturating_mul(3_600_000))),
-            polled_out: false,
+        let correlation = correlation_of(job, &body);
+        if let Some(PostState::Sent { action_id }) =
+            self.correlations.state(key).await.map_err(store_failure)?
+        {
+            metrics::counter!(ACTIONS_TOTAL, "outcome" => "already_sent").increment(1);
+            return self.announce(&action_id, &correlation).await;
+        }
+        let held = loop {
+            if !self
+                .holds
+                .wait_free(key, HOLD_PATIENCE)
+                .await
+                .map_err(store_failure)?
+            {
+                return Err(JobError::Retry {
+                    reason: format!("another attempt is still posting {key}"),
+                    after: Some(Duration::from_secs(1)),
+                });
+            }
+            client.reserve().await.map_err(kaizala_failure)?;
+            let permitted = std::time::Instant::now();
+            // Taken right after the permit; losing the race to another attempt costs
+            // that permit, which only happens when two attempts of one key meet.
+            if let Some(held) = self.holds.try_take(key).await.map_err(store_failure)? {
+                // A permit is a slot in time: one used late (the store was slow) would
+                // bunch this call with the next, so it is given up for a fresh one.
+                let permit = if permitted.elapsed() <= PERMIT_FRESH_FOR {
+                    Permit::Reserved
+                } else {
+                    Permit::Spent
+                };
+                break (held, permit);
+            }
         };
+        let (held, permit) = held;
+        let result = self
+            .send_held(job, client, &body, &correlation, permit)
+            .await;
+        held.release().await;
+        let action_id = result?;
+        self.announce(&action_id, &correlation).await
+    }
+
+    /// Posts (or finds) the action while holding its key; returns its id.
+    async fn send_held(
+        &self,
+        job: &SendAction,
+        client: &KaizalaClient,
+        body: &Value,
+        correlation: &Correlation,
+        mut permit: Permit,
+    ) -> Result<String, JobError> {
+        let key = &job.idempotency_key;
         match self.correlations.state(key).await.map_err(store_failure)? {
             Some(PostState::Sent { action_id }) => {
                 metrics::counter!(ACTIONS_TOTAL, "outcome" => "already_sent").increment(1);
-                return Ok((action_id, correlation));
+                return Ok(action_id);
             }
             // Only a survey carries its key (in an invisible question) for a search to
             // find; other action types are posted again after an uncertain outcome.
-            Some(PostState::Posting { started_ms }) if is_survey(&body) => {
-                if let Some(action_id) = self.find(client, job, &body, &title, started_ms).await? {
+            Some(PostState::Posting { started_ms, .. }) if is_survey(body) => {
+                permit = Permit::Spent;
+                if let Some(action_id) = self
+                    .find(client, job, body, &correlation.title, started_ms)
+                    .await?
+                {
                     tracing::info!(%key, %action_id, "an earlier attempt had posted the action");
                     self.correlations
-                        .sent(&action_id, &correlation)
+                        .sent(&action_id, correlation)
                         .await
                         .map_err(store_failure)?;
                     metrics::counter!(ACTIONS_TOTAL, "outcome" => "found").increment(1);
-                    return Ok((action_id, correlation));
+                    return Ok(action_id);
                 }
             }
             Some(PostState::Posting { .. }) => {
@@ -161,23 +191,28 @@ impl SendActionHandler {
             }
             None => {
                 let started_ms = now_ms();
+                let state = PostState::Posting {
+                    started_ms,
+                    correlation: Some(Box::new(correlation.clone())),
+                };
                 self.correlations
-                    .set_state(key, &PostState::Posting { started_ms })
+                    .set_state(key, &state)
                     .await
                     .map_err(store_failure)?;
             }
         }
-        let posted = client
-            .post_action_body(&job.group, &body)
-            .await
-            .map_err(kaizala_failure)?;
+        let posted = match permit {
+            Permit::Reserved => client.post_action_body_reserved(&job.group, body).await,
+            Permit::Spent => client.post_action_body(&job.group, body).await,
+        }
+        .map_err(kaizala_failure)?;
         self.correlations
-            .sent(&posted.action_id, &correlation)
+            .sent(&posted.action_id, correlation)
             .await
             .map_err(store_failure)?;
         metrics::counter!(ACTIONS_TOTAL, "outcome" => "posted").increment(1);
         tracing::info!(%key, action_id = %posted.action_id, group = %job.group, "action posted");
-        Ok((posted.action_id, correlation))
+        Ok(posted.action_id)
     }
 
     /// The rule's "survey sent" activity, when it asks for one: written create-only
@@ -245,6 +280,25 @@ impl SendActionHandler {
             }
         }
         Ok(None)
+    }
+}
+
+/// What an action of `job` is sent for, as the correlation store records it.
+fn correlation_of(job: &SendAction, body: &Value) -> Correlation {
+    Correlation {
+        key: job.idempotency_key.clone(),
+        rule: job.rule.clone(),
+        tenant: job.tenant.clone(),
+        connector: job.connector.clone(),
+        group: job.group.clone(),
+        title: body["actionBody"]["title"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+        record: job.record.clone(),
+        activity: job.activity,
+        due_ms: due_hours(body).map(|h| now_ms().saturating_add(h.saturating_mul(3_600_000))),
+        polled_out: false,
     }
 }
 

@@ -156,6 +156,37 @@ impl KaizalaClient {
         .await
     }
 
+    /// Takes a permit from every quota of the client now (waiting for it), for a
+    /// call made at once with [`KaizalaClient::post_action_body_reserved`]: a caller
+    /// that must hold something only around the call itself waits for its slot first.
+    pub async fn reserve(&self) -> Result<(), KaizalaError> {
+        match &self.gate {
+            Some((gate, quotas)) => gate
+                .acquire(quotas)
+                .await
+                .map_err(|e| KaizalaError::Transport(e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// [`KaizalaClient::post_action_body`] on a permit taken just before with
+    /// [`KaizalaClient::reserve`] (a 308 or 401 repeat takes a new one).
+    pub async fn post_action_body_reserved(
+        &self,
+        group_id: &str,
+        body: &Value,
+    ) -> Result<PostedAction, KaizalaError> {
+        self.call_with(
+            Method::POST,
+            "actions.post",
+            &["groups", group_id, "actions"],
+            &[],
+            Some(body),
+            true,
+        )
+        .await
+    }
+
     /// Actions of `action_type` in a group, sent at or after `from_ms`.
     pub async fn list_actions(
         &self,
@@ -281,13 +312,26 @@ impl KaizalaClient {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<T, KaizalaError> {
+        self.call_with(method, label, segments, query, body, false)
+            .await
+    }
+
+    /// One call; `reserved` when the caller took the first permit itself.
+    async fn call_with<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        label: &'static str,
+        segments: &[&str],
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        reserved: bool,
+    ) -> Result<T, KaizalaError> {
         let mut refreshed = false;
         let mut moves = 0;
+        let mut permit_taken = reserved;
         loop {
-            if let Some((gate, quotas)) = &self.gate {
-                gate.acquire(quotas)
-                    .await
-                    .map_err(|e| KaizalaError::Transport(e.to_string()))?;
+            if !std::mem::take(&mut permit_taken) {
+                self.reserve().await?;
             }
             let lease = self.tokens.lease().await?;
             let mut url = url::Url::parse(&lease.endpoint).map_err(|e| {

@@ -297,32 +297,38 @@ pub async fn keep_reconciled(
     loop {
         for tenant in &tenants {
             let key = format!("webhooks/{tenant}");
-            let held = loop {
-                match leases
-                    .hold(&key, &reconciling.holder, RECONCILE_LEASE)
-                    .await
-                {
-                    Ok(true) => break true,
-                    // Another replica is reconciling this tenant now: wait for it to
-                    // finish, then look at what it left.
-                    Ok(false) => {}
-                    Err(error) => {
-                        tracing::warn!(%tenant, %error, "cannot take the webhook lease; reconciling later");
-                        break false;
+            // A store of this process's own (SQLite) has no other replica to wait
+            // for, and a lease a killed predecessor left must not delay a restart.
+            let shared = reconciling.store.is_shared();
+            let held = !shared
+                || loop {
+                    match leases
+                        .hold(&key, &reconciling.holder, RECONCILE_LEASE)
+                        .await
+                    {
+                        Ok(true) => break true,
+                        // Another replica is reconciling this tenant now: wait for it to
+                        // finish, then look at what it left.
+                        Ok(false) => {}
+                        Err(error) => {
+                            tracing::warn!(%tenant, %error, "cannot take the webhook lease; reconciling later");
+                            break false;
+                        }
                     }
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-                }
-            };
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                    }
+                };
             if !held {
                 continue;
             }
             for m in reconciling.managed.iter().filter(|m| m.tenant == *tenant) {
                 reconcile_logged(m).await;
             }
-            let _ = leases.release(&key, &reconciling.holder).await;
+            if shared {
+                let _ = leases.release(&key, &reconciling.holder).await;
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

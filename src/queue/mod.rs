@@ -50,6 +50,11 @@ pub const WORKER_RESTARTS: &str = "kaizala_bridge_queue_worker_restarts_total";
 /// `kaizala_bridge_queue_vacuumed_total`: finished jobs removed from the backend.
 pub const VACUUMED_TOTAL: &str = "kaizala_bridge_queue_vacuumed_total";
 
+/// How long after a failed push readiness stays down unless a push works: long
+/// enough for a load balancer to notice, short enough that a quiet queue (nothing
+/// pushed while senders are told 503) is tried again soon.
+pub const PUSH_FAILING_FOR: Duration = Duration::from_secs(10);
+
 /// The queue failed; what was being pushed was not taken.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -151,6 +156,8 @@ pub enum Backend {
 /// reads.
 struct Progress {
     started_ms: i64,
+    /// When a push last failed, and the error; cleared by a push that works.
+    push_failed: Mutex<Option<(i64, String)>>,
     finished_ms: [AtomicI64; 2],
     depth: Mutex<HashMap<JobKind, Depth>>,
 }
@@ -208,6 +215,7 @@ impl Queue {
                 settings,
                 progress: Progress {
                     started_ms: now_ms(),
+                    push_failed: Mutex::new(None),
                     finished_ms: [AtomicI64::new(0), AtomicI64::new(0)],
                     depth: Mutex::new(HashMap::new()),
                 },
@@ -232,9 +240,35 @@ impl Queue {
         Ok(envelope.id)
     }
 
+    /// Why pushes are failing, when the last one failed within [`PUSH_FAILING_FOR`]
+    /// and none worked since (readiness reports it).
+    pub fn push_failing(&self) -> Option<String> {
+        let failed = self.inner.progress.push_failed.lock().unwrap().clone();
+        let (at, error) = failed?;
+        (now_ms() - at < PUSH_FAILING_FOR.as_millis() as i64)
+            .then(|| format!("the last push failed: {error}"))
+    }
+
     /// Queues `envelope` in `kind`'s queue, to run at its `ready_ms`. The backends
     /// schedule by whole seconds, so the second is rounded up: never early.
     pub(crate) async fn push_envelope<T>(
+        &self,
+        kind: JobKind,
+        envelope: &Envelope<T>,
+    ) -> Result<(), QueueError>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'static,
+    {
+        let pushed = self.push_to_backend(kind, envelope).await;
+        let mut failed = self.inner.progress.push_failed.lock().unwrap();
+        *failed = match &pushed {
+            Ok(()) => None,
+            Err(error) => Some((now_ms(), error.to_string())),
+        };
+        pushed
+    }
+
+    async fn push_to_backend<T>(
         &self,
         kind: JobKind,
         envelope: &Envelope<T>,

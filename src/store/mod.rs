@@ -10,6 +10,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 pub use redis_store::RedisStore;
 pub use sqlite::{durable_pool, SqliteStore};
 
@@ -45,9 +47,24 @@ pub trait Store: Send + Sync {
     ) -> StoreFuture<'a, bool>;
     /// Removes `key`.
     fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, ()>;
+    /// Removes `key` only while its value is `value`; true when it was removed. Atomic,
+    /// so a holder letting go (or taking over a dead holder's key) never removes a
+    /// value someone else wrote in between.
+    fn delete_if<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: &'a str,
+    ) -> StoreFuture<'a, bool>;
     /// Every live key of `namespace` with its value, ordered by key. For small
     /// namespaces an operator lists (dead letters), not for the large ones.
     fn list<'a>(&'a self, namespace: &'a str) -> StoreFuture<'a, Vec<(String, String)>>;
+    /// Removes entries whose expiry has passed; returns how many. Redis expires keys
+    /// itself (0); the SQLite file needs this run now and then (see [`purge_expired`]).
+    fn purge_expired(&self) -> StoreFuture<'_, u64>;
+    /// Whether other processes share this store (Redis) or it is this process's own
+    /// (the SQLite file): singular work needs a lease only in a shared one.
+    fn is_shared(&self) -> bool;
 }
 
 /// The prefix of every key the bridge keeps in Redis (state, rate gate, queues).
@@ -81,10 +98,17 @@ pub mod namespaces {
     pub const DEAD_LETTERS: &str = "dead-letter";
     /// Kaizala action id → what the action was sent for.
     pub const ACTIONS: &str = "action";
+    /// The actions still taking answers (expiring at their due date plus the grace):
+    /// the index the answer sweep reads instead of every action ever sent.
+    pub const OPEN_ACTIONS: &str = "open-action";
     /// Idempotency keys an attempt is posting right now (held with a ttl).
     pub const POSTING: &str = "posting";
     /// Leases: which replica does a singular job (polls a CRM source) for now.
     pub const LEASES: &str = "lease";
+    /// When each CRM source was last polled successfully (epoch ms), by any replica.
+    pub const POLLED: &str = "polled";
+    /// Processes alive now (see [`super::Presence`]).
+    pub const ALIVE: &str = "alive";
 }
 
 /// Remembers event ids for a while so a repeat is handed on once, shared by every
@@ -150,9 +174,76 @@ impl<'a> Leases<'a> {
 
     /// Lets go of `key` if `holder` still holds it.
     pub async fn release(&self, key: &str, holder: &str) -> Result<(), StoreError> {
-        if self.store.get(self.namespace, key).await?.as_deref() == Some(holder) {
-            self.store.delete(self.namespace, key).await?;
-        }
+        self.store.delete_if(self.namespace, key, holder).await?;
         Ok(())
+    }
+}
+
+/// Which processes are alive, for a store shared by replicas: each announces itself
+/// with a short expiry and renews it, so a hold or lease whose holder is gone (killed,
+/// its machine lost) is recognised within [`PRESENCE_TTL`], not after its own ttl.
+pub struct Presence<'a> {
+    store: &'a dyn Store,
+}
+
+/// How long a process counts as alive after its last announcement.
+pub const PRESENCE_TTL: Duration = Duration::from_secs(10);
+/// How often a live process announces itself.
+pub const PRESENCE_EVERY: Duration = Duration::from_secs(3);
+
+impl<'a> Presence<'a> {
+    /// Presence kept in `store`.
+    pub fn new(store: &'a dyn Store) -> Self {
+        Self { store }
+    }
+
+    /// Says `process` is alive for [`PRESENCE_TTL`].
+    pub async fn announce(&self, process: &str) -> Result<(), StoreError> {
+        self.store
+            .put(namespaces::ALIVE, process, "1", Some(PRESENCE_TTL))
+            .await
+    }
+
+    /// Says `process` is gone (it is shutting down).
+    pub async fn withdraw(&self, process: &str) -> Result<(), StoreError> {
+        self.store.delete(namespaces::ALIVE, process).await
+    }
+
+    /// Whether `process` announced itself within [`PRESENCE_TTL`].
+    pub async fn is_alive(&self, process: &str) -> Result<bool, StoreError> {
+        Ok(self.store.get(namespaces::ALIVE, process).await?.is_some())
+    }
+
+    /// Announces `process` every [`PRESENCE_EVERY`] until `shutdown`, then withdraws it.
+    pub async fn keep_announcing(&self, process: &str, shutdown: CancellationToken) {
+        loop {
+            if let Err(error) = self.announce(process).await {
+                tracing::warn!(%error, "cannot announce this process as alive; trying again");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(PRESENCE_EVERY) => {}
+            }
+        }
+        let _ = self.withdraw(process).await;
+    }
+}
+
+/// How often expired entries are removed from a store that does not expire its own.
+pub const PURGE_EVERY: Duration = Duration::from_secs(300);
+
+/// Removes expired entries (dedup ids, holds, leases, open actions) every
+/// [`PURGE_EVERY`] until `shutdown`, so the SQLite file stops growing with them.
+pub async fn purge_expired(store: &dyn Store, shutdown: CancellationToken) {
+    loop {
+        match store.purge_expired().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::debug!(removed, "expired state removed"),
+            Err(error) => tracing::warn!(%error, "cannot remove expired state; trying again later"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(PURGE_EVERY) => {}
+        }
     }
 }

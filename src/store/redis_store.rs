@@ -11,6 +11,14 @@ fn failed(error: redis::RedisError) -> StoreError {
     StoreError(error.to_string())
 }
 
+/// KEYS: the key. ARGV: the value it must hold. Deletes it only then; 1 when deleted.
+const DELETE_IF: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
 /// A [`Store`] in Redis.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -55,6 +63,15 @@ impl RedisStore {
 }
 
 impl Store for RedisStore {
+    fn purge_expired(&self) -> StoreFuture<'_, u64> {
+        // Redis expires keys itself.
+        Box::pin(async { Ok(0) })
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn get<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, Option<String>> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
@@ -108,6 +125,24 @@ impl Store for RedisStore {
                 .query_async::<()>(&mut connection)
                 .await
                 .map_err(failed)
+        })
+    }
+
+    fn delete_if<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let removed: i64 = redis::Script::new(DELETE_IF)
+                .key(self.key(namespace, key))
+                .arg(value)
+                .invoke_async(&mut connection)
+                .await
+                .map_err(failed)?;
+            Ok(removed == 1)
         })
     }
 

@@ -93,22 +93,27 @@ impl SqliteStore {
         .map_err(failed)?;
         Ok(Self { pool })
     }
-
-    /// Removes expired rows (Redis expires keys itself; here a periodic sweep keeps the
-    /// file from growing).
-    pub async fn purge_expired(&self) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "DELETE FROM bridge_state WHERE expires_at IS NOT NULL AND expires_at <= ?",
-        )
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await
-        .map_err(failed)?;
-        Ok(done.rows_affected())
-    }
 }
 
 impl Store for SqliteStore {
+    fn purge_expired(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "DELETE FROM bridge_state WHERE expires_at IS NOT NULL AND expires_at <= ?",
+            )
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(failed)?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    fn is_shared(&self) -> bool {
+        // One process owns the file: no other replica competes for singular work.
+        false
+    }
+
     fn get<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, Option<String>> {
         Box::pin(async move {
             let row: Option<(String,)> = sqlx::query_as(
@@ -183,6 +188,26 @@ impl Store for SqliteStore {
                 .await
                 .map_err(failed)?;
             Ok(())
+        })
+    }
+
+    fn delete_if<'a>(
+        &'a self,
+        namespace: &'a str,
+        key: &'a str,
+        value: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "DELETE FROM bridge_state WHERE namespace = ? AND key = ? AND value = ?",
+            )
+            .bind(namespace)
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await
+            .map_err(failed)?;
+            Ok(done.rows_affected() == 1)
         })
     }
 

@@ -88,7 +88,7 @@ level = "warn"
 backoff_initial = "100ms"
 backoff_max = "1s"
 max_attempts = 20
-attempt_timeout = "5s"
+attempt_timeout = "12s"
 [kaizala]
 webhook_sync_interval = "1s"
 request_timeout = "3s"

@@ -8,6 +8,7 @@ mod dataverse_sink;
 mod dataverse_webhook;
 mod deploy;
 mod end_to_end;
+mod faults;
 mod kaizala_client;
 mod kaizala_poll;
 mod kaizala_subscriptions;

@@ -75,7 +75,7 @@ heartbeat = "1s"
 backoff_initial = "100ms"
 backoff_max = "1s"
 max_attempts = 30
-attempt_timeout = "5s"
+attempt_timeout = "12s"
 [kaizala]
 quota_period = "2s"
 request_timeout = "3s"
@@ -202,6 +202,11 @@ struct Bed {
 }
 
 async fn bed(redis: Option<&RedisServer>) -> Bed {
+    bed_with(redis, |text| text).await
+}
+
+/// A bed whose configuration text `edit` changes first.
+async fn bed_with(redis: Option<&RedisServer>, edit: impl Fn(String) -> String) -> Bed {
     let serial = SERIAL.lock().await;
     let seed = Seed::parse(SEED).unwrap();
     let sim = KaizalaSim::start(&seed, SimOptions::fast(), "127.0.0.1:0".parse().unwrap())
@@ -216,7 +221,7 @@ async fn bed(redis: Option<&RedisServer>) -> Bed {
         ),
     };
     let file = dir.path().join("bridge.toml");
-    std::fs::write(&file, config_text(sim.base_url(), &queue_toml)).unwrap();
+    std::fs::write(&file, edit(config_text(sim.base_url(), &queue_toml))).unwrap();
     let config = Config::load(Some(&file), &HashMap::new()).unwrap();
     let store = kaizala_bridge::store::open(&config).await.unwrap();
     let queue = Queue::open(&config, store).await.unwrap();
@@ -297,6 +302,28 @@ impl Bed {
         all
     }
 
+    /// No job ended in the dead letters and no process panicked.
+    async fn assert_no_dead_letter_or_panic(&self) {
+        let letters = self.queue.dead_letters().list().await.unwrap();
+        assert!(
+            letters.is_empty(),
+            "{} dead letter(s), the first: {:?}",
+            letters.len(),
+            letters.first().map(|l| &l.last_error)
+        );
+        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                assert!(
+                    !text.contains("panicked"),
+                    "a panic in {}: {}",
+                    entry.path().display(),
+                    self.logs()
+                );
+            }
+        }
+    }
+
     /// Every key of `0..count` posted exactly once, nothing else; no 429.
     fn assert_exactly_once(&self, count: usize) {
         let (keys, _) = posts(&self.sim);
@@ -369,7 +396,17 @@ async fn three_processes_on_one_redis_share_the_quotas_and_send_each_job_once() 
 }
 
 async fn killed_mid_backlog(redis: Option<&RedisServer>) {
-    let mut bed = bed(redis).await;
+    killed_mid_backlog_with(redis, 30).await;
+}
+
+async fn killed_mid_backlog_with(redis: Option<&RedisServer>, max_attempts: u32) {
+    let mut bed = bed_with(redis, |text| {
+        text.replace(
+            "max_attempts = 30",
+            &format!("max_attempts = {max_attempts}"),
+        )
+    })
+    .await;
     let jobs = 300;
     bed.push(0..jobs).await;
     let bridge = bed.start("first");
@@ -380,6 +417,20 @@ async fn killed_mid_backlog(redis: Option<&RedisServer>) {
     // Retries of cut attempts settle; nothing may be posted after this.
     tokio::time::sleep(Duration::from_secs(3)).await;
     bed.assert_exactly_once(jobs);
+    bed.assert_no_dead_letter_or_panic().await;
+}
+
+/// The smallest `max_attempts` check-config accepts: a hold of the killed process is
+/// recognised as over at once, so no retry is spent waiting for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_mid_backlog_with_one_attempt_leaves_no_dead_letters() {
+    killed_mid_backlog_with(None, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_mid_backlog_on_redis_with_one_attempt_leaves_no_dead_letters() {
+    let redis = RedisServer::start();
+    killed_mid_backlog_with(Some(&redis), 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,4 +456,76 @@ async fn workers_resume_after_redis_restarts_mid_backlog() {
     bed.until_posted(jobs, Duration::from_secs(90)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     bed.assert_exactly_once(jobs);
+}
+
+/// `/readyz`'s status code, or 0 when nothing answers.
+async fn readyz(port: u16) -> u16 {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(4))
+        .build()
+        .unwrap();
+    match client
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await
+    {
+        Ok(response) => response.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+/// Waits up to `limit` for `/readyz` to answer `status`; how long it took.
+async fn until_readyz(port: u16, status: u16, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if readyz(port).await == status {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "/readyz did not answer {status} within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Redis killed (as a crash would) for 5 s, 30 s and 90 s with jobs in flight: while
+/// it is away `/readyz` is 503; within 10 s of its return the bridge is ready and
+/// drains again by itself; every job is posted exactly once, none is dead-lettered,
+/// and no panic is logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outages_of_5_30_and_90_seconds_heal_by_themselves() {
+    let mut redis = RedisServer::start_persistent();
+    let port = crate::support::redis::free_port();
+    let mut bed = bed_with(Some(&redis), |text| {
+        text.replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+            1,
+        )
+    })
+    .await;
+    let _bridge = bed.start("bridge");
+    until_readyz(port, 200, Duration::from_secs(20)).await;
+    let mut pushed = 0;
+    for outage in [5, 30, 90] {
+        bed.push(pushed..pushed + 60).await;
+        pushed += 60;
+        // Some posted, the rest in flight or waiting when Redis goes.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        redis.kill();
+        until_readyz(port, 503, Duration::from_secs(5)).await;
+        let away = Instant::now() + Duration::from_secs(outage);
+        while Instant::now() < away {
+            assert_eq!(readyz(port).await, 503, "ready while Redis is away");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        redis.start_again();
+        let healed = until_readyz(port, 200, Duration::from_secs(10)).await;
+        println!("after a {outage} s outage: ready again in {healed:?}");
+        bed.until_posted(pushed, Duration::from_secs(60)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    bed.assert_exactly_once(pushed);
+    bed.assert_no_dead_letter_or_panic().await;
 }

@@ -83,6 +83,21 @@ impl RedisServer {
         self.wait_until_answering();
     }
 
+    /// Kills the server (as a crash would); [`RedisServer::start_again`] brings it
+    /// back on the same port and directory.
+    #[allow(dead_code)] // used by the it crate, not by tests/logs.rs
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a killed server again and waits until it answers.
+    #[allow(dead_code)] // used by the it crate, not by tests/logs.rs
+    pub fn start_again(&mut self) {
+        self.child = spawn(self.port, self.dir.path(), self.append_only);
+        self.wait_until_answering();
+    }
+
     /// `redis://127.0.0.1:port`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)

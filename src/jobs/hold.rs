@@ -1,0 +1,168 @@
+//! Holds on idempotency keys: while one attempt posts a key's action, no other attempt
+//! (a duplicate job, a retry, another replica) posts it. A hold is taken only around
+//! the POST, after the rate-gate permit, and names its holder (`process#attempt`), so
+//! a hold whose holder is gone is recognised at once and taken over:
+//! - the holder is this process and the attempt is no longer running (it timed out,
+//!   panicked, or was cut off);
+//! - the holder is another process and the store is this process's own (SQLite: no
+//!   other process shares it, so that one is dead), or it no longer announces itself
+//!   alive ([`crate::store::Presence`], within ten seconds of its death).
+//!
+//! The hold's ttl (`kaizala.request_timeout` plus a margin) is only the last resort.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::store::{namespaces, Presence, Store, StoreError};
+
+/// How often an attempt looks again at a key another live attempt holds.
+const LOOK_EVERY: Duration = Duration::from_millis(100);
+
+/// The holds of this process.
+#[derive(Clone)]
+pub struct Holds {
+    store: Arc<dyn Store>,
+    process: String,
+    ttl: Duration,
+    running: Arc<Mutex<HashSet<String>>>,
+}
+
+/// A key held by one running attempt; let go with [`Held::release`], or when
+/// dropped (an attempt cut off or panicking), in the background.
+pub struct Held {
+    store: Arc<dyn Store>,
+    running: Arc<Mutex<HashSet<String>>>,
+    key: String,
+    holder: String,
+    released: bool,
+}
+
+impl Holds {
+    /// Holds kept in `store` for at most `ttl` each, by `process` (its name in
+    /// [`Presence`]).
+    pub fn new(store: Arc<dyn Store>, process: String, ttl: Duration) -> Self {
+        Self {
+            store,
+            process,
+            ttl,
+            running: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    /// Waits up to `patience` until no live attempt holds `key` (taking a dead
+    /// holder's hold away); false when a live one still holds it.
+    pub async fn wait_free(&self, key: &str, patience: Duration) -> Result<bool, StoreError> {
+        let since = tokio::time::Instant::now();
+        loop {
+            match self.store.get(namespaces::POSTING, key).await? {
+                None => return Ok(true),
+                Some(holder) if self.is_gone(&holder).await? => {
+                    tracing::info!(%key, %holder, "the attempt holding the key is gone; taking its hold away");
+                    self.store
+                        .delete_if(namespaces::POSTING, key, &holder)
+                        .await?;
+                    return Ok(true);
+                }
+                Some(_) if since.elapsed() >= patience => return Ok(false),
+                Some(_) => tokio::time::sleep(LOOK_EVERY).await,
+            }
+        }
+    }
+
+    /// Takes `key` for a new attempt of this process, atomically; `None` when another
+    /// attempt took it first.
+    pub async fn try_take(&self, key: &str) -> Result<Option<Held>, StoreError> {
+        let attempt = uuid::Uuid::new_v4().simple().to_string();
+        let holder = format!("{}#{attempt}", self.process);
+        self.lock_running().insert(holder.clone());
+        let taken = self
+            .store
+            .put_if_absent(namespaces::POSTING, key, &holder, Some(self.ttl))
+            .await;
+        let held = Held {
+            store: self.store.clone(),
+            running: self.running.clone(),
+            key: key.to_string(),
+            holder,
+            released: false,
+        };
+        match taken {
+            Ok(true) => Ok(Some(held)),
+            Ok(false) => {
+                held.forget();
+                Ok(None)
+            }
+            Err(error) => {
+                held.forget();
+                Err(error)
+            }
+        }
+    }
+
+    /// Whether the attempt `holder` names has ended or its process died.
+    async fn is_gone(&self, holder: &str) -> Result<bool, StoreError> {
+        let Some((process, _)) = holder.rsplit_once('#') else {
+            // Not a holder this code writes (an older version's): its ttl decides.
+            return Ok(false);
+        };
+        if process == self.process {
+            return Ok(!self.lock_running().contains(holder));
+        }
+        if !self.store.is_shared() {
+            return Ok(true);
+        }
+        Ok(!Presence::new(self.store.as_ref()).is_alive(process).await?)
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Held {
+    /// Lets go of the key now.
+    pub async fn release(mut self) {
+        self.released = true;
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.holder);
+        if let Err(error) = self
+            .store
+            .delete_if(namespaces::POSTING, &self.key, &self.holder)
+            .await
+        {
+            tracing::warn!(key = %self.key, %error, "cannot release a hold; it is recognised as over");
+        }
+    }
+
+    /// Ends a hold that was never taken (no store write needed).
+    fn forget(mut self) {
+        self.released = true;
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.holder);
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        // An attempt cut off mid-POST (timeout, panic): the hold is over at once for
+        // this process (no longer running), and removed from the store for others.
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.holder);
+        let (store, key, holder) = (self.store.clone(), self.key.clone(), self.holder.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = store.delete_if(namespaces::POSTING, &key, &holder).await;
+            });
+        }
+    }
+}
