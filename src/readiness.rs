@@ -258,20 +258,16 @@ async fn probe_database_write(database: &std::path::Path) -> Result<(), String> 
         .connect()
         .await
         .map_err(|e| format!("cannot open the database: {e}"))?;
-    let outcome = async {
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut connection)
-            .await?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS bridge_ready_probe (b BLOB)")
-            .execute(&mut connection)
-            .await?;
-        sqlx::query("INSERT INTO bridge_ready_probe VALUES (randomblob(16384))")
-            .execute(&mut connection)
-            .await?;
-        Ok::<(), sqlx::Error>(())
-    }
+    let outcome = sqlx::raw_sql(
+        "BEGIN IMMEDIATE;
+         CREATE TABLE IF NOT EXISTS bridge_ready_probe (b BLOB);
+         INSERT INTO bridge_ready_probe VALUES (randomblob(16384));",
+    )
+    .execute(&mut connection)
     .await;
     let _ = sqlx::query("ROLLBACK").execute(&mut connection).await;
     let _ = connection.close().await;
-    outcome.map_err(|e| format!("the database cannot take writes: {e}"))
+    outcome
+        .map(drop)
+        .map_err(|e| format!("the database cannot take writes: {e}"))
 }

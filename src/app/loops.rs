@@ -38,13 +38,8 @@ async fn pause(duration: Duration, shutdown: &CancellationToken) -> bool {
 }
 
 /// Whether `holder` holds (or now takes) the poll lease `key`. Two replicas that both
-/// poll once in a race are harmless: every event is deduplicated downstream. A store
-/// of this process's own (SQLite) needs no lease: nothing else polls, and a lease
-/// left by a killed predecessor must not make a restart wait.
+/// poll once in a race are harmless: every event is deduplicated downstream.
 async fn hold_lease(store: &dyn Store, key: &str, holder: &str, ttl: Duration) -> bool {
-    if !store.is_shared() {
-        return true;
-    }
     match Leases::new(store, namespaces::LEASES)
         .hold(key, holder, ttl)
         .await
@@ -60,9 +55,6 @@ async fn hold_lease(store: &dyn Store, key: &str, holder: &str, ttl: Duration) -
 /// Gives the lease `key` up on the way out, so the next process (a restart, another
 /// replica) polls at once instead of waiting for the lease to expire.
 async fn release_lease(store: &dyn Store, key: &str, holder: &str) {
-    if !store.is_shared() {
-        return;
-    }
     if let Err(error) = Leases::new(store, namespaces::LEASES)
         .release(key, holder)
         .await
@@ -71,14 +63,28 @@ async fn release_lease(store: &dyn Store, key: &str, holder: &str) {
     }
 }
 
-/// Seconds since any replica last polled `crm` successfully, as the store says; when
-/// the store cannot say (never polled, or unreachable), since `fallback_ms`.
-async fn poll_lag_seconds(store: &dyn Store, crm: &str, fallback_ms: i64) -> f64 {
-    let last = match store.get(namespaces::POLLED, crm).await {
-        Ok(Some(text)) => text.parse::<i64>().ok(),
-        _ => None,
+/// Records that `crm` was polled successfully at `at_ms`, for the other replicas'
+/// lag; a store of this process's own has no other replica to tell.
+async fn record_polled(store: &dyn Store, crm: &str, at_ms: i64) {
+    if store.is_shared() {
+        let _ = store
+            .put(namespaces::POLLED, crm, &at_ms.to_string(), None)
+            .await;
+    }
+}
+
+/// Seconds since any replica last polled `crm` successfully, as a shared store says;
+/// since `own_ms` (this process's last success, or its start) when the store is this
+/// process's own or cannot say (never polled, or unreachable).
+async fn poll_lag_seconds(store: &dyn Store, crm: &str, own_ms: i64) -> f64 {
+    let shared = match store.is_shared() {
+        true => match store.get(namespaces::POLLED, crm).await {
+            Ok(Some(text)) => text.parse::<i64>().ok(),
+            _ => None,
+        },
+        false => None,
     };
-    let last = last.unwrap_or(fallback_ms).max(fallback_ms);
+    let last = shared.unwrap_or(own_ms).max(own_ms);
     (now_ms() - last).max(0) as f64 / 1000.0
 }
 
@@ -119,14 +125,7 @@ pub async fn poll_crm(polling: Arc<CrmPolling>, shutdown: CancellationToken) {
                 Ok(()) => {
                     failures = 0;
                     last_ok_ms = now_ms();
-                    let _ = store
-                        .put(
-                            namespaces::POLLED,
-                            &polling.crm,
-                            &last_ok_ms.to_string(),
-                            None,
-                        )
-                        .await;
+                    record_polled(store, &polling.crm, last_ok_ms).await;
                     let now_s = last_ok_ms as f64 / 1000.0;
                     metrics::gauge!(CRM_LAST_POLL, "crm" => polling.crm.clone()).set(now_s);
                 }

@@ -35,6 +35,7 @@ use crate::queue::{Handler, Queue};
 use crate::readiness::{Readiness, ReadinessError};
 use crate::rules::Rules;
 use crate::store::{Presence, Store};
+use crate::tasks::Tasks;
 use crate::{shutdown, telemetry};
 
 pub mod loops;
@@ -122,9 +123,52 @@ struct Daemon {
     response_polls: Vec<loops::ResponsePolling>,
 }
 
-/// How much longer than one Kaizala request a key stays held: the POST is cut off by
-/// `kaizala.request_timeout`, and the store writes around it take moments.
-pub const HOLD_MARGIN: Duration = Duration::from_secs(5);
+impl Daemon {
+    /// Starts the queue's workers, its maintenance, the polling loops and the store's
+    /// upkeep (presence on a shared store, purging expired entries on one's own) as
+    /// tasks of `tasks`; the workers let attempts in flight finish for `grace`.
+    fn start(self, tasks: &Tasks, grace: Duration) {
+        let (store, process) = self.presence;
+        if store.is_shared() {
+            tasks.supervise("presence", move |stop| {
+                let (store, process) = (store.clone(), process.clone());
+                async move {
+                    Presence::new(store.as_ref())
+                        .keep_announcing(&process, stop)
+                        .await
+                }
+            });
+        } else {
+            tasks.supervise("store_purge", move |stop| {
+                let store = store.clone();
+                async move { crate::store::purge_expired(store.as_ref(), stop).await }
+            });
+        }
+        let (queue, stop) = (self.queue.clone(), tasks.shutdown().clone());
+        let send: Arc<dyn Handler<SendAction>> = self.send;
+        tasks.spawn(async move { queue.work(send, stop, grace).await });
+        let (queue, stop) = (self.queue.clone(), tasks.shutdown().clone());
+        let record: Arc<dyn Handler<RecordResponse>> = self.record;
+        tasks.spawn(async move { queue.work(record, stop, grace).await });
+        let queue = self.queue;
+        tasks.supervise("queue_maintenance", move |stop| {
+            let queue = queue.clone();
+            async move { queue.maintain(stop).await }
+        });
+        for polling in self.crm_polls {
+            let polling = Arc::new(polling);
+            tasks.supervise("crm_poll", move |stop| {
+                loops::poll_crm(polling.clone(), stop)
+            });
+        }
+        for polling in self.response_polls {
+            let polling = Arc::new(polling);
+            tasks.supervise("response_poll", move |stop| {
+                loops::poll_responses_loop(polling.clone(), stop)
+            });
+        }
+    }
+}
 
 /// A bound, ready-to-run bridge.
 pub struct Application {
@@ -402,7 +446,7 @@ impl Application {
                     .with_holds(Holds::new(
                         store.clone(),
                         holder.clone(),
-                        config.kaizala.request_timeout + HOLD_MARGIN,
+                        config.kaizala.hold_ttl(),
                     ))
                     .with_sent_activities(sinks.clone(), rules.clone()),
             ),
@@ -433,7 +477,7 @@ impl Application {
     /// and lets in-flight requests finish within the grace period.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), AppError> {
         tracing::info!(address = %self.address, "listening on http://{}", self.address);
-        let tasks = crate::tasks::Tasks::new(shutdown.clone());
+        let tasks = Tasks::new(shutdown.clone());
         if let Some(reconciling) = self.reconciler {
             let reconciling = Arc::new(reconciling);
             tasks.supervise("webhook_sync", move |stop| {
@@ -441,47 +485,7 @@ impl Application {
             });
         }
         if let Some(daemon) = self.daemon {
-            let (store, process) = daemon.presence;
-            if !store.is_shared() {
-                let store = store.clone();
-                tasks.supervise("store_purge", move |stop| {
-                    let store = store.clone();
-                    async move { crate::store::purge_expired(store.as_ref(), stop).await }
-                });
-            } else {
-                tasks.supervise("presence", move |stop| {
-                    let (store, process) = (store.clone(), process.clone());
-                    async move {
-                        Presence::new(store.as_ref())
-                            .keep_announcing(&process, stop)
-                            .await
-                    }
-                });
-            }
-            let grace = self.shutdown_grace;
-            let (queue, stop) = (daemon.queue.clone(), shutdown.clone());
-            let send: Arc<dyn Handler<SendAction>> = daemon.send;
-            tasks.spawn(async move { queue.work(send, stop, grace).await });
-            let (queue, stop) = (daemon.queue.clone(), shutdown.clone());
-            let record: Arc<dyn Handler<RecordResponse>> = daemon.record;
-            tasks.spawn(async move { queue.work(record, stop, grace).await });
-            let queue = daemon.queue.clone();
-            tasks.supervise("queue_maintenance", move |stop| {
-                let queue = queue.clone();
-                async move { queue.maintain(stop).await }
-            });
-            for polling in daemon.crm_polls {
-                let polling = Arc::new(polling);
-                tasks.supervise("crm_poll", move |stop| {
-                    loops::poll_crm(polling.clone(), stop)
-                });
-            }
-            for polling in daemon.response_polls {
-                let polling = Arc::new(polling);
-                tasks.supervise("response_poll", move |stop| {
-                    loops::poll_responses_loop(polling.clone(), stop)
-                });
-            }
+            daemon.start(&tasks, self.shutdown_grace);
         }
         let readiness = self.readiness.clone();
         let stop = shutdown.clone();
@@ -532,22 +536,23 @@ pub async fn run(config: Config) -> Result<(), AppError> {
     shutdown::cancel_on_signal(shutdown.clone()).map_err(AppError::Signals)?;
     let app = Application::build(&config).await?;
     crate::systemd::ready();
-    tokio::spawn(
-        app.readiness
-            .clone()
-            .publish(Duration::from_secs(15), shutdown.clone()),
-    );
-    tokio::spawn(crate::systemd::feed_watchdog(
-        app.readiness.clone(),
-        shutdown.clone(),
-    ));
+    let tasks = Tasks::new(shutdown.clone());
+    let readiness = app.readiness.clone();
+    tasks.supervise("readiness_publish", move |stop| {
+        readiness.clone().publish(Duration::from_secs(15), stop)
+    });
+    let readiness = app.readiness.clone();
+    tasks.supervise("watchdog", move |stop| {
+        crate::systemd::feed_watchdog(readiness.clone(), stop)
+    });
     let stalled = Arc::new(std::sync::Mutex::new(None));
-    tokio::spawn(stop_when_stalled(
-        app.readiness.clone(),
-        shutdown.clone(),
-        stalled.clone(),
-    ));
+    let (readiness, why) = (app.readiness.clone(), stalled.clone());
+    tasks.supervise("stall_check", move |stop| {
+        stop_when_stalled(readiness.clone(), stop, why.clone())
+    });
     app.run_until_stopped(shutdown).await?;
+    // Each of these ends as soon as it sees the shutdown.
+    tasks.stop(Duration::from_secs(1)).await;
     let why = stalled.lock().unwrap().take();
     match why {
         Some(why) => Err(AppError::Stalled(why)),

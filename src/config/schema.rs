@@ -227,6 +227,15 @@ pub struct KaizalaConfig {
     pub max_retry_after: Duration,
 }
 
+impl KaizalaConfig {
+    /// How long an attempt holds an idempotency key around its POST: one request
+    /// (`request_timeout`, which cuts it off) plus a margin for the store writes
+    /// around it. Validation and the send handler both read it here.
+    pub fn hold_ttl(&self) -> Duration {
+        self.request_timeout + Duration::from_secs(5)
+    }
+}
+
 /// `[[tenants]]`: one Kaizala tenant (organisation).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

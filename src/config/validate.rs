@@ -154,12 +154,12 @@ fn queue(queue: &mut QueueConfig, cx: &Context, problems: &mut Problems) {
 }
 
 /// An attempt that finds another's POST of the same key under way waits for its hold
-/// (one Kaizala request, `kaizala.request_timeout`, plus a 5 s margin) and must then
-/// still have time for its own request: otherwise every such attempt times out, and
-/// the job ends in the dead letters however many attempts it has.
+/// ([`KaizalaConfig::hold_ttl`]) and must then still have time for its own request:
+/// otherwise every such attempt times out, and the job ends in the dead letters
+/// however many attempts it has.
 fn outlasts_a_hold(config: &Config, problems: &mut Problems) {
     let request = config.kaizala.request_timeout;
-    let needed = request * 2 + Duration::from_secs(5);
+    let needed = config.kaizala.hold_ttl() + request;
     if !request.is_zero() && config.queue.attempt_timeout <= needed {
         problems.push(
             "queue.attempt_timeout",

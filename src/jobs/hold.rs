@@ -50,10 +50,11 @@ impl Holds {
         }
     }
 
-    /// Waits up to `patience` until no live attempt holds `key` (taking a dead
-    /// holder's hold away); false when a live one still holds it.
-    pub async fn wait_free(&self, key: &str, patience: Duration) -> Result<bool, StoreError> {
-        let since = tokio::time::Instant::now();
+    /// Waits until no live attempt holds `key` (taking a dead holder's hold away), for
+    /// at most the hold's ttl, by which a live holder's POST has surely ended; false
+    /// when one still holds it then.
+    pub async fn wait_free(&self, key: &str) -> Result<bool, StoreError> {
+        let (since, patience) = (tokio::time::Instant::now(), self.ttl);
         loop {
             match self.store.get(namespaces::POSTING, key).await? {
                 None => return Ok(true),
@@ -123,11 +124,7 @@ impl Holds {
 impl Held {
     /// Lets go of the key now.
     pub async fn release(mut self) {
-        self.released = true;
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.holder);
+        self.end();
         if let Err(error) = self
             .store
             .delete_if(namespaces::POSTING, &self.key, &self.holder)
@@ -139,6 +136,11 @@ impl Held {
 
     /// Ends a hold that was never taken (no store write needed).
     fn forget(mut self) {
+        self.end();
+    }
+
+    /// The attempt is no longer running: for this process the hold is over.
+    fn end(&mut self) {
         self.released = true;
         self.running
             .lock()
@@ -154,10 +156,7 @@ impl Drop for Held {
         }
         // An attempt cut off mid-POST (timeout, panic): the hold is over at once for
         // this process (no longer running), and removed from the store for others.
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.holder);
+        self.end();
         let (store, key, holder) = (self.store.clone(), self.key.clone(), self.holder.clone());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {

@@ -17,7 +17,7 @@ use super::{
     crm_failure, kaizala_failure, store_failure, Correlation, Correlations, PostState, SendAction,
 };
 use crate::crm::CrmSink;
-use crate::kaizala::KaizalaClient;
+use crate::kaizala::{KaizalaClient, Reservation};
 use crate::queue::{now_ms, Handler, HandlerFuture, JobError};
 use crate::rules::Rules;
 
@@ -46,25 +46,9 @@ pub struct SendActionHandler {
 /// what they hold.
 type SentActivities = (HashMap<String, Arc<dyn CrmSink>>, Arc<Rules>);
 
-/// How long an attempt waits for another live attempt's POST of the same key before
-/// it gives this attempt up: a POST ends within `kaizala.request_timeout` (60 s by
-/// default), and the hold's ttl is only a little longer.
-const HOLD_PATIENCE: Duration = Duration::from_secs(70);
-
 /// How long a key is held when nothing says otherwise: Kaizala's default request
 /// timeout plus a margin (see [`Holds`]).
 const DEFAULT_HOLD: Duration = Duration::from_secs(65);
-
-/// How long after its permit a POST may still use it (the hold is taken between).
-const PERMIT_FRESH_FOR: Duration = Duration::from_millis(50);
-
-/// Which POST of an attempt this is: on a permit taken just before the hold, or
-/// after other calls (a search), which needs a fresh one.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Permit {
-    Reserved,
-    Spent,
-}
 
 impl SendActionHandler {
     /// A handler posting through `clients` (keyed `tenant/connector`).
@@ -119,35 +103,22 @@ impl SendActionHandler {
             return self.announce(&action_id, &correlation).await;
         }
         let held = loop {
-            if !self
-                .holds
-                .wait_free(key, HOLD_PATIENCE)
-                .await
-                .map_err(store_failure)?
-            {
+            if !self.holds.wait_free(key).await.map_err(store_failure)? {
                 return Err(JobError::Retry {
                     reason: format!("another attempt is still posting {key}"),
                     after: Some(Duration::from_secs(1)),
                 });
             }
-            client.reserve().await.map_err(kaizala_failure)?;
-            let permitted = std::time::Instant::now();
+            let reservation = client.reserve().await.map_err(kaizala_failure)?;
             // Taken right after the permit; losing the race to another attempt costs
             // that permit, which only happens when two attempts of one key meet.
             if let Some(held) = self.holds.try_take(key).await.map_err(store_failure)? {
-                // A permit is a slot in time: one used late (the store was slow) would
-                // bunch this call with the next, so it is given up for a fresh one.
-                let permit = if permitted.elapsed() <= PERMIT_FRESH_FOR {
-                    Permit::Reserved
-                } else {
-                    Permit::Spent
-                };
-                break (held, permit);
+                break (held, reservation);
             }
         };
-        let (held, permit) = held;
+        let (held, reservation) = held;
         let result = self
-            .send_held(job, client, &body, &correlation, permit)
+            .send_held(job, client, &body, &correlation, reservation)
             .await;
         held.release().await;
         let action_id = result?;
@@ -161,8 +132,9 @@ impl SendActionHandler {
         client: &KaizalaClient,
         body: &Value,
         correlation: &Correlation,
-        mut permit: Permit,
+        reservation: Reservation,
     ) -> Result<String, JobError> {
+        let mut reservation = Some(reservation);
         let key = &job.idempotency_key;
         match self.correlations.state(key).await.map_err(store_failure)? {
             Some(PostState::Sent { action_id }) => {
@@ -172,7 +144,8 @@ impl SendActionHandler {
             // Only a survey carries its key (in an invisible question) for a search to
             // find; other action types are posted again after an uncertain outcome.
             Some(PostState::Posting { started_ms, .. }) if is_survey(body) => {
-                permit = Permit::Spent;
+                // The search's calls took permits after this one: post on a new one.
+                reservation = None;
                 if let Some(action_id) = self
                     .find(client, job, body, &correlation.title, started_ms)
                     .await?
@@ -201,11 +174,10 @@ impl SendActionHandler {
                     .map_err(store_failure)?;
             }
         }
-        let posted = match permit {
-            Permit::Reserved => client.post_action_body_reserved(&job.group, body).await,
-            Permit::Spent => client.post_action_body(&job.group, body).await,
-        }
-        .map_err(kaizala_failure)?;
+        let posted = client
+            .post_action_body_on(&job.group, body, reservation)
+            .await
+            .map_err(kaizala_failure)?;
         self.correlations
             .sent(&posted.action_id, correlation)
             .await

@@ -48,6 +48,16 @@ impl Default for ClientOptions {
 /// How many 308s one call follows before giving up.
 const MAX_MOVES: usize = 3;
 
+/// How long after [`KaizalaClient::reserve`] its permit may still be used.
+const RESERVATION_FRESH_FOR: Duration = Duration::from_millis(50);
+
+/// A permit from every quota of one client, taken by [`KaizalaClient::reserve`] for
+/// one call; not `Clone`, so it is spent once.
+#[derive(Debug)]
+pub struct Reservation {
+    at: std::time::Instant,
+}
+
 /// A client for one connector.
 pub struct KaizalaClient {
     http: reqwest::Client,
@@ -146,43 +156,40 @@ impl KaizalaClient {
         group_id: &str,
         body: &Value,
     ) -> Result<PostedAction, KaizalaError> {
-        self.call(
-            Method::POST,
-            "actions.post",
-            &["groups", group_id, "actions"],
-            &[],
-            Some(body),
-        )
-        .await
+        self.post_action_body_on(group_id, body, None).await
     }
 
-    /// Takes a permit from every quota of the client now (waiting for it), for a
-    /// call made at once with [`KaizalaClient::post_action_body_reserved`]: a caller
-    /// that must hold something only around the call itself waits for its slot first.
-    pub async fn reserve(&self) -> Result<(), KaizalaError> {
-        match &self.gate {
-            Some((gate, quotas)) => gate
-                .acquire(quotas)
+    /// Takes a permit from every quota of the client now (waiting for it), for one
+    /// call made at once with [`KaizalaClient::post_action_body_on`]: a caller that
+    /// must hold something only around the call itself waits for its slot first.
+    pub async fn reserve(&self) -> Result<Reservation, KaizalaError> {
+        if let Some((gate, quotas)) = &self.gate {
+            gate.acquire(quotas)
                 .await
-                .map_err(|e| KaizalaError::Transport(e.to_string())),
-            None => Ok(()),
+                .map_err(|e| KaizalaError::Transport(e.to_string()))?;
         }
+        Ok(Reservation {
+            at: std::time::Instant::now(),
+        })
     }
 
-    /// [`KaizalaClient::post_action_body`] on a permit taken just before with
-    /// [`KaizalaClient::reserve`] (a 308 or 401 repeat takes a new one).
-    pub async fn post_action_body_reserved(
+    /// [`KaizalaClient::post_action_body`] on `reservation`, when it is still fresh
+    /// (a permit is a slot in time: one used late would bunch this call with the
+    /// next); otherwise, and for a 308 or 401 repeat, on a new permit.
+    pub async fn post_action_body_on(
         &self,
         group_id: &str,
         body: &Value,
+        reservation: Option<Reservation>,
     ) -> Result<PostedAction, KaizalaError> {
+        let reserved = reservation.is_some_and(|r| r.at.elapsed() <= RESERVATION_FRESH_FOR);
         self.call_with(
             Method::POST,
             "actions.post",
             &["groups", group_id, "actions"],
             &[],
             Some(body),
-            true,
+            reserved,
         )
         .await
     }

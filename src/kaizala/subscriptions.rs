@@ -297,42 +297,44 @@ pub async fn keep_reconciled(
     loop {
         for tenant in &tenants {
             let key = format!("webhooks/{tenant}");
-            // A store of this process's own (SQLite) has no other replica to wait
-            // for, and a lease a killed predecessor left must not delay a restart.
-            let shared = reconciling.store.is_shared();
-            let held = !shared
-                || loop {
-                    match leases
-                        .hold(&key, &reconciling.holder, RECONCILE_LEASE)
-                        .await
-                    {
-                        Ok(true) => break true,
-                        // Another replica is reconciling this tenant now: wait for it to
-                        // finish, then look at what it left.
-                        Ok(false) => {}
-                        Err(error) => {
-                            tracing::warn!(%tenant, %error, "cannot take the webhook lease; reconciling later");
-                            break false;
-                        }
-                    }
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-                    }
-                };
-            if !held {
-                continue;
+            match wait_for_lease(&leases, &key, &reconciling.holder, &shutdown).await {
+                Some(true) => {}
+                Some(false) => continue,
+                None => return,
             }
             for m in reconciling.managed.iter().filter(|m| m.tenant == *tenant) {
                 reconcile_logged(m).await;
             }
-            if shared {
-                let _ = leases.release(&key, &reconciling.holder).await;
-            }
+            let _ = leases.release(&key, &reconciling.holder).await;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(reconciling.interval) => {}
+        }
+    }
+}
+
+/// Takes the lease `key`, waiting while another replica holds it (it is reconciling
+/// the tenant now: this one then looks at what it left). `Some(false)` when the
+/// store cannot say (reconcile later), `None` at shutdown.
+async fn wait_for_lease(
+    leases: &crate::store::Leases<'_>,
+    key: &str,
+    holder: &str,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Option<bool> {
+    loop {
+        match leases.hold(key, holder, RECONCILE_LEASE).await {
+            Ok(true) => return Some(true),
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(key, %error, "cannot take the webhook lease; reconciling later");
+                return Some(false);
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
         }
     }
 }

@@ -137,9 +137,11 @@ impl<'a> DedupKeys<'a> {
     }
 }
 
-/// Keys held by one holder for a while (who polls a CRM source, which attempt posts an
-/// action), shared by every replica on Redis; a holder that dies lets go when the ttl
-/// runs out.
+/// Singular work leased to one replica for a while (who polls a CRM source, who
+/// reconciles a tenant's webhooks), shared by every replica on Redis; a holder that
+/// dies lets go when the ttl runs out. A store of this process's own (SQLite) has no
+/// replica to share with: every lease is this process's, none is written, and so
+/// none left by a killed predecessor can make a restart wait.
 pub struct Leases<'a> {
     store: &'a dyn Store,
     namespace: &'a str,
@@ -156,6 +158,9 @@ impl<'a> Leases<'a> {
     /// a narrow race two holders may both believe they hold it once: callers whose
     /// work is idempotent downstream only.
     pub async fn hold(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        if !self.store.is_shared() {
+            return Ok(true);
+        }
         match self.store.get(self.namespace, key).await? {
             Some(current) if current == holder => {
                 self.store
@@ -174,6 +179,9 @@ impl<'a> Leases<'a> {
 
     /// Lets go of `key` if `holder` still holds it.
     pub async fn release(&self, key: &str, holder: &str) -> Result<(), StoreError> {
+        if !self.store.is_shared() {
+            return Ok(());
+        }
         self.store.delete_if(self.namespace, key, holder).await?;
         Ok(())
     }
