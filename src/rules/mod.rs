@@ -125,8 +125,16 @@ fn compile_rule(
     let (Some(trigger), Some(target), Some(write_back)) =
         (&rule.trigger, &rule.target, &rule.write_back)
     else {
-        // Reported as missing by the configuration's validation.
-        return Err(vec![(path.to_string(), "incomplete rule".into())]);
+        let missing = [
+            ("trigger", rule.trigger.is_none()),
+            ("target", rule.target.is_none()),
+            ("write_back", rule.write_back.is_none()),
+        ];
+        return Err(missing
+            .iter()
+            .filter(|(_, absent)| *absent)
+            .map(|(table, _)| (format!("{path}.{table}"), "missing".into()))
+            .collect());
     };
     let filter = match trigger.filter.as_deref() {
         Some(text) => match Filter::parse(text) {
