@@ -9,6 +9,7 @@ mod dataverse_webhook;
 mod deploy;
 mod end_to_end;
 mod faults;
+mod ingest_faults;
 mod kaizala_client;
 mod kaizala_poll;
 mod kaizala_subscriptions;
