@@ -131,3 +131,72 @@ async fn with_two_replicas_only_the_lease_holder_polls() {
     assert!(counts.contains(&0), "one replica never polled: {counts:?}");
     assert_eq!(counts.iter().sum::<usize>(), 4, "{counts:?}");
 }
+
+/// A stopped poller gives its lease up, so the next process (a restart, another
+/// replica) polls at once instead of waiting out the lease's ttl; on a store of the
+/// process's own (SQLite) no lease is written at all, so a killed predecessor's
+/// cannot exist. Polling goes on after the hand-over.
+#[tokio::test]
+async fn a_stopped_poller_releases_its_lease_and_sqlite_takes_none() {
+    let dv = Dv::start().await;
+    let redis = RedisServer::start();
+    let store: Arc<dyn Store> = Arc::new(RedisStore::connect(&redis.url(), "t").await.unwrap());
+    let first = CancellationToken::new();
+    let sink = Arc::new(Collect::default());
+    let task = tokio::spawn(poll_crm(
+        Arc::new(polling(&dv, store.clone(), sink.clone(), "old-process")),
+        first.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        store.get("lease", "crm/d365").await.unwrap().as_deref(),
+        Some("old-process")
+    );
+    first.cancel();
+    task.await.unwrap();
+    assert_eq!(
+        store.get("lease", "crm/d365").await.unwrap(),
+        None,
+        "released"
+    );
+    // The next process polls on its first round.
+    let next = CancellationToken::new();
+    let new_sink = Arc::new(Collect::default());
+    let task = tokio::spawn(poll_crm(
+        Arc::new(polling(&dv, store.clone(), new_sink.clone(), "new-process")),
+        next.clone(),
+    ));
+    let api = dv.api().await;
+    api.create_opportunity(&json!({ "name": "After the restart" }))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    next.cancel();
+    task.await.unwrap();
+    assert!(
+        new_sink
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.attributes["name"] == "After the restart"),
+        "the new process polled at once"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn Store> = Arc::new(
+        kaizala_bridge::store::SqliteStore::open(&dir.path().join("s.sqlite"))
+            .await
+            .unwrap(),
+    );
+    let stop = CancellationToken::new();
+    let sink = Arc::new(Collect::default());
+    let task = tokio::spawn(poll_crm(
+        Arc::new(polling(&dv, sqlite.clone(), sink.clone(), "only-process")),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sqlite.get("lease", "crm/d365").await.unwrap(), None);
+    assert!(!sink.0.lock().unwrap().is_empty(), "polled without a lease");
+    stop.cancel();
+    task.await.unwrap();
+}

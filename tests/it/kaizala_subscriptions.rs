@@ -212,3 +212,50 @@ async fn run_keeps_subscriptions_reconciled_while_it_receives_webhooks() {
     );
     app.stop().await.unwrap();
 }
+
+/// Two replicas on one Redis start at the same moment, each reconciling the tenant's
+/// webhooks as `run` does: the per-tenant lease lets one register each group's
+/// webhook and the other then find it, so each group has exactly one of ours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_starting_together_leave_one_webhook_per_group() {
+    let redis = crate::support::redis::RedisServer::start();
+    let sim = Sim::start().await;
+    let port = crate::support::redis::free_port();
+    let toml = config_toml(sim.sim.base_url(), r#"["g-sales", "g-public"]"#)
+        .replace(
+            "public_url = \"http://127.0.0.1:1\"",
+            &format!("public_url = \"http://127.0.0.1:{port}\""),
+        )
+        .replace(
+            "sqlite_path = \"{data}/queue.sqlite\"",
+            &format!("backend = \"redis\"\nredis_url = \"{}\"", redis.url()),
+        );
+    // The first replica answers the handshake at the public URL; the second listens
+    // elsewhere, as behind a load balancer that picked the first.
+    let first = ConfigDir::new(&toml.replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    ));
+    let second = ConfigDir::new(&toml);
+    let (first_config, second_config) = (first.load(), second.load());
+    let (a, b) = tokio::join!(
+        TestApp::spawn(&first_config),
+        TestApp::spawn(&second_config)
+    );
+    let started = std::time::Instant::now();
+    while ours(&sim, "g-sales").is_empty() || ours(&sim, "g-public").is_empty() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the webhooks were never registered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The second replica's pass ends after the first's: give it time to (wrongly)
+    // register another.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    for group in ["g-sales", "g-public"] {
+        assert_eq!(ours(&sim, group).len(), 1, "{group}: one webhook of ours");
+    }
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+}

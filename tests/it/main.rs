@@ -7,6 +7,7 @@ mod dataverse_poller;
 mod dataverse_sink;
 mod dataverse_webhook;
 mod deploy;
+mod early_answers;
 mod end_to_end;
 mod faults;
 mod ingest_faults;
