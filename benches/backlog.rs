@@ -6,7 +6,9 @@
 //!   achieved rate against the tenant quota and the 429s Kaizala answered.
 //! - `queue`: jobs per second through one replica on each backend, quotas out of the way.
 //! - `soak`: a steady trickle for 30 minutes on each backend; prints jobs done, the
-//!   oldest ready job's age and the replica's RSS over time (flat means no leak).
+//!   oldest ready job's age, the replica's RSS and the SQLite file over time.
+//! - `chaos`: three replicas on Redis through Kaizala errors and a replica killed
+//!   every 5 s; prints the share of the tenant quota kept busy and keys posted twice.
 //!
 //! Run with `./scripts/bench.sh ratelimit|queue|soak` (which builds the release binary
 //! first); `KB_BENCH_MINUTES` shortens or lengthens ratelimit and soak.
@@ -127,7 +129,8 @@ struct Bench {
     _redis: Option<Redis>,
 }
 
-async fn bench(redis: bool, tenant: u32, connector: u32) -> Bench {
+/// A bench on SQLite or Redis; `tuning` adds lines to the replica's `[queue]`.
+async fn bench(redis: bool, tenant: u32, connector: u32, tuning: &str) -> Bench {
     let seed = Seed::parse(&seed(tenant, connector)).unwrap();
     let sim = KaizalaSim::start(&seed, SimOptions::default(), "127.0.0.1:0".parse().unwrap())
         .await
@@ -141,6 +144,7 @@ async fn bench(redis: bool, tenant: u32, connector: u32) -> Bench {
             dir.path().join("bridge.sqlite").display()
         ),
     };
+    let queue_toml = format!("{queue_toml}\n{tuning}");
     let file = dir.path().join("bridge.toml");
     std::fs::write(
         &file,
@@ -198,7 +202,7 @@ async fn ratelimit() {
     println!("| replicas | backend | posts | minutes | achieved per minute | of the tenant quota | 429s |");
     println!("| ---: | --- | ---: | ---: | ---: | ---: | ---: |");
     for (replicas, redis) in [(1, false), (3, true)] {
-        let bench = bench(redis, 300, 100).await;
+        let bench = bench(redis, 300, 100, "").await;
         // More than the run can post, so the backlog lasts throughout.
         let jobs = (run.as_secs() * 6) as usize + 100;
         for n in 0..jobs {
@@ -229,7 +233,7 @@ async fn queue() {
     println!("| backend | jobs | seconds | jobs/s |");
     println!("| --- | ---: | ---: | ---: |");
     for redis in [false, true] {
-        let bench = bench(redis, 1_000_000, 1_000_000).await;
+        let bench = bench(redis, 1_000_000, 1_000_000, "").await;
         for n in 0..jobs {
             bench.queue.push(job(n)).await.unwrap();
         }
@@ -253,21 +257,46 @@ async fn queue() {
     }
 }
 
+/// The SQLite file and its WAL, in KiB (0 on Redis).
+fn sqlite_kib(dir: &Path) -> u64 {
+    ["bridge.sqlite", "bridge.sqlite-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len() / 1024)
+        .sum()
+}
+
+/// A steady trickle per backend (`KB_SOAK_BACKENDS=sqlite|redis`, both by default),
+/// with finished jobs kept 5 minutes and vacuumed every minute, so what is left to
+/// grow is what the bridge keeps per survey (its correlation) and anything leaking.
 async fn soak() {
     let run = Duration::from_secs(60 * minutes(30));
     let per_second = 2;
+    let backends = std::env::var("KB_SOAK_BACKENDS").unwrap_or_else(|_| "sqlite,redis".into());
     println!(
-        "soak: {per_second} jobs/s for {run:?} per backend; RSS of the replica each 5 minutes"
+        "soak: {per_second} jobs/s for {run:?} per backend ({backends}); RSS and SQLite file each 5 minutes"
     );
     for redis in [false, true] {
         let backend = if redis { "redis" } else { "sqlite" };
-        let bench = bench(redis, 1_000_000, 1_000_000).await;
+        if !backends.contains(backend) {
+            continue;
+        }
+        let tuning = "keep_finished = \"5m\"\nvacuum_interval = \"1m\"";
+        let bench = bench(redis, 1_000_000, 1_000_000, tuning).await;
         let replica = bench.replica();
         let started = Instant::now();
         let mut n = 0;
         let mut samples = Vec::new();
         let mut oldest_max = 0.0f64;
         let mut tick = tokio::time::interval(Duration::from_millis(1000 / per_second));
+        let sample = |n: usize| {
+            (
+                started.elapsed().as_secs() / 60,
+                n,
+                replica.rss_kib(),
+                sqlite_kib(bench.dir.path()),
+            )
+        };
         while started.elapsed() < run {
             tick.tick().await;
             bench.queue.push(job(n)).await.unwrap();
@@ -278,23 +307,87 @@ async fn soak() {
                 oldest_max = oldest_max.max(age);
             }
             if n % (per_second as usize * 300) == 1 {
-                samples.push((started.elapsed().as_secs() / 60, replica.rss_kib()));
+                samples.push(sample(n));
             }
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
         let depth = bench.queue.depth(JobKind::SendAction).await.unwrap();
         let done = bench.posts().0.len();
-        samples.push((started.elapsed().as_secs() / 60, replica.rss_kib()));
+        samples.push(sample(n));
         println!(
             "{backend}: pushed {n}, done {done}, waiting at the end {} (oldest ready job seen: {oldest_max:.1} s)",
             depth.ready + depth.scheduled
         );
-        let rss: Vec<String> = samples
-            .iter()
-            .map(|(m, kib)| format!("{m} min: {:.1} MiB", *kib as f64 / 1024.0))
-            .collect();
-        println!("{backend}: RSS {}", rss.join(", "));
+        println!("| minute | jobs pushed | RSS MiB | SQLite file + WAL MiB |");
+        println!("| ---: | ---: | ---: | ---: |");
+        for (minute, jobs, rss, file) in samples {
+            println!(
+                "| {minute} | {jobs} | {:.1} | {:.1} |",
+                rss as f64 / 1024.0,
+                file as f64 / 1024.0
+            );
+        }
     }
+}
+
+/// Three replicas on one Redis work a backlog against real per-minute quotas (tenant
+/// 300, three connectors of 100) while Kaizala fails 10% of calls (500/503) and loses
+/// the answer of 5% more after carrying them out, and one replica is SIGKILLed and
+/// started again every 5 s, in turn. Prints the posts per minute as a share of the
+/// tenant quota, 429s, and keys posted more than once (exactly once means 0).
+async fn chaos() {
+    let run = Duration::from_secs(60 * minutes(3));
+    let tuning = "backoff_initial = \"200ms\"\nbackoff_max = \"2s\"\nmax_attempts = 50";
+    let bench = bench(true, 300, 100, tuning).await;
+    bench
+        .sim
+        .set_faults(kaizala_bridge::sim::kaizala::Faults {
+            error_rate: 0.10,
+            lost_rate: 0.05,
+            seed: 7,
+            ..Default::default()
+        })
+        .unwrap();
+    let jobs = (run.as_secs() * 6) as usize + 100;
+    for n in 0..jobs {
+        bench.queue.push(job(n)).await.unwrap();
+    }
+    println!("chaos: {jobs} jobs, 3 replicas on Redis, 15% of calls failing, a replica killed every 5 s, {run:?}");
+    let started = Instant::now();
+    let mut fleet: Vec<Replica> = (0..3).map(|_| bench.replica()).collect();
+    let mut kills = 0;
+    while started.elapsed() < run {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        // The new replica starts, then the old one is SIGKILLed (dropped).
+        fleet[kills % 3] = bench.replica();
+        kills += 1;
+    }
+    let (times, throttled) = bench.posts();
+    drop(fleet);
+    let (first, last) = (times.len() / 20, times.len() * 19 / 20);
+    let span_min = (times[last] - times[first]) as f64 / 60_000.0;
+    let rate = (last - first) as f64 / span_min;
+    let state = bench.sim.state();
+    let mut keys: HashMap<String, usize> = HashMap::new();
+    for group in state["groups"].as_object().unwrap().values() {
+        for action in group["actions"].as_array().unwrap() {
+            for q in action["questions"].as_array().into_iter().flatten() {
+                if q["isInvisible"] == true {
+                    *keys.entry(q["title"].to_string()).or_default() += 1;
+                }
+            }
+        }
+    }
+    let twice = keys.values().filter(|&&c| c > 1).count();
+    println!(
+        "| posts | kills | achieved per minute | of the tenant quota | 429s | keys posted twice |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| {} | {kills} | {rate:.1} | {:.1}% | {throttled} | {twice} |",
+        times.len(),
+        rate / 300.0 * 100.0
+    );
 }
 
 #[tokio::main]
@@ -307,6 +400,7 @@ async fn main() {
         "ratelimit" => ratelimit().await,
         "queue" => queue().await,
         "soak" => soak().await,
+        "chaos" => chaos().await,
         other => {
             eprintln!("unknown benchmark {other:?}: ratelimit, queue or soak");
             std::process::exit(2);

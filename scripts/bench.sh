@@ -5,16 +5,18 @@
 #   ./scripts/bench.sh [http]     the HTTP service and the webhook receiver on loopback
 #   ./scripts/bench.sh ratelimit  real per-minute quotas, one replica and three (a few minutes)
 #   ./scripts/bench.sh queue      jobs/s through one replica, on SQLite and on Redis
-#   ./scripts/bench.sh soak       a steady trickle for 30 minutes per backend: jobs, ages, RSS
+#   ./scripts/bench.sh soak       a steady trickle for 30 minutes per backend: jobs, ages, RSS,
+#                                 the SQLite file (KB_SOAK_BACKENDS=sqlite|redis picks one)
+#   ./scripts/bench.sh chaos      three replicas, 15% Kaizala errors, a replica killed every 5 s
 #
-# KB_BENCH_MINUTES changes how long ratelimit (default 3) and soak (default 30) run.
+# KB_BENCH_MINUTES changes how long ratelimit and chaos (default 3) and soak (default 30) run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-http}" in
   http)
     cargo bench --locked --bench http_service
     ;;
-  ratelimit | queue | soak)
+  ratelimit | queue | soak | chaos)
     command -v redis-server >/dev/null 2>&1 || {
       echo "redis-server is missing: ./scripts/test.sh installs it" >&2
       exit 1
@@ -23,7 +25,7 @@ case "${1:-http}" in
     cargo bench --locked --bench backlog -- "$1"
     ;;
   *)
-    echo "usage: $0 [http|ratelimit|queue|soak]" >&2
+    echo "usage: $0 [http|ratelimit|queue|soak|chaos]" >&2
     exit 2
     ;;
 esac

@@ -356,6 +356,23 @@ fn ranges_and_dependent_keys_are_checked() {
 }
 
 #[test]
+fn an_attempt_timeout_that_cannot_outlast_a_hold_is_refused() {
+    // Kaizala's default request timeout is 60 s: a hold lasts 65 s, and an attempt
+    // that waited it out needs another 60 s for its own request.
+    let toml = format!("[queue]\nattempt_timeout = \"125s\"\n{VALID}");
+    assert_has(
+        &problems(&toml),
+        "queue.attempt_timeout: must be longer than twice kaizala.request_timeout plus 5s (2m 5s)",
+    );
+    let shorter =
+        format!("[queue]\nattempt_timeout = \"20s\"\n[kaizala]\nrequest_timeout = \"7s\"\n{VALID}");
+    assert!(
+        load(&shorter).result.is_ok(),
+        "20s outlasts a 12s hold and a 7s request"
+    );
+}
+
+#[test]
 fn a_redis_url_problem_never_shows_the_url() {
     let toml =
         format!("[queue]\nbackend = \"redis\"\nredis_url = \"http://:pw-123@cache\"\n{VALID}");

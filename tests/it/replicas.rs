@@ -370,6 +370,12 @@ async fn backlog_within_quota(redis: Option<&RedisServer>, processes: usize) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     drop(bridges);
     bed.assert_exactly_once(jobs);
+    // Busy workers keep their registration: none was swept as dead and restarted.
+    let logs = bed.logs();
+    assert!(
+        !logs.contains("not registered") && !logs.contains("queue worker stopped"),
+        "a live worker lost its registration: {logs}"
+    );
     let used = bed.quota_used();
     println!(
         "{processes} process(es): {:.1}% of the tenant quota",
