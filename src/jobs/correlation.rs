@@ -107,6 +107,23 @@ impl Correlations {
 
     /// Records that `action_id` was sent for `correlation`, then that its key is sent.
     pub async fn sent(&self, action_id: &str, correlation: &Correlation) -> Result<(), StoreError> {
+        self.record_action(action_id, correlation).await?;
+        self.set_state(
+            &correlation.key,
+            &PostState::Sent {
+                action_id: action_id.to_string(),
+            },
+        )
+        .await
+    }
+
+    /// Records that `action_id` is ours, sent for `correlation` (and open for answers
+    /// until its due date plus the grace), leaving its key's post state as it is.
+    pub async fn record_action(
+        &self,
+        action_id: &str,
+        correlation: &Correlation,
+    ) -> Result<(), StoreError> {
         let text = serde_json::to_string(correlation).expect("plain data serializes");
         self.store
             .put(namespaces::ACTIONS, action_id, &text, None)
@@ -127,13 +144,7 @@ impl Correlations {
                 )
                 .await?;
         }
-        self.set_state(
-            &correlation.key,
-            &PostState::Sent {
-                action_id: action_id.to_string(),
-            },
-        )
-        .await
+        Ok(())
     }
 
     /// The store the correlations are kept in (holds live beside them).

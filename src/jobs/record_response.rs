@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::send_action::key_marker;
+use super::send_action::KEY_MARKER_PREFIX;
 use super::{
     crm_failure, kaizala_failure, store_failure, Correlation, Correlations, PostState,
     RecordResponse,
@@ -81,22 +81,21 @@ impl RecordResponseHandler {
             .action_details(&response.group_id, &response.action_id)
             .await
             .map_err(kaizala_failure)?;
-        let marker_prefix = key_marker("");
         let Some(key) = details
             .action_details
             .questions
             .iter()
             .filter(|q| q.is_invisible)
-            .find_map(|q| q.title.strip_prefix(&marker_prefix))
+            .find_map(|q| q.title.strip_prefix(KEY_MARKER_PREFIX))
         else {
             return Ok(Unknown::NotOurs);
         };
         let state = self.correlations.state(key).await.map_err(store_failure)?;
-        let correlation = match state {
+        let (correlation, posting) = match state {
             Some(PostState::Posting {
                 correlation: Some(correlation),
                 ..
-            }) => *correlation,
+            }) => (*correlation, true),
             Some(PostState::Sent { action_id }) if action_id != response.action_id => {
                 // Our key, but another action was recorded for it: a second post of
                 // the same survey. Its answers still belong to the record.
@@ -106,10 +105,12 @@ impl RecordResponseHandler {
                     .await
                     .map_err(store_failure)?
                 {
-                    Some(correlation) => correlation,
+                    Some(correlation) => (correlation, false),
                     None => return Ok(Unknown::NotOurs),
                 }
             }
+            // `sent` records the action before the key's state: a state naming this
+            // action with no record of it is a write still under way.
             Some(PostState::Sent { .. }) => {
                 return Err(JobError::retry("the action's correlation is being written"))
             }
@@ -118,10 +119,21 @@ impl RecordResponseHandler {
         if correlation.tenant != job.tenant {
             return Ok(Unknown::NotOurs);
         }
-        self.correlations
-            .sent(&response.action_id, &correlation)
-            .await
-            .map_err(store_failure)?;
+        // The post's outcome is known now (the key is sent, as this action); a second
+        // post's action is only recorded as ours, the key keeps naming the first.
+        let recorded = match posting {
+            true => {
+                self.correlations
+                    .sent(&response.action_id, &correlation)
+                    .await
+            }
+            false => {
+                self.correlations
+                    .record_action(&response.action_id, &correlation)
+                    .await
+            }
+        };
+        recorded.map_err(store_failure)?;
         tracing::info!(action_id = %response.action_id, %key, "an answer came before its survey's post was recorded; resolved by the survey's key");
         Ok(Unknown::Ours(Box::new(correlation)))
     }

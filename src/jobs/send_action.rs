@@ -21,9 +21,12 @@ use crate::kaizala::{KaizalaClient, Reservation};
 use crate::queue::{now_ms, Handler, HandlerFuture, JobError};
 use crate::rules::Rules;
 
+/// How the title of the invisible question that carries an idempotency key begins.
+pub const KEY_MARKER_PREFIX: &str = "kaizala-bridge:";
+
 /// The title of the invisible question that carries an idempotency key.
 pub fn key_marker(key: &str) -> String {
-    format!("kaizala-bridge:{key}")
+    format!("{KEY_MARKER_PREFIX}{key}")
 }
 
 /// How far before the first POST the search for an uncertain post starts (clocks
