@@ -337,7 +337,7 @@ impl Application {
     ) -> Result<(AppState, Option<Reconciling>, Option<Daemon>), AppError> {
         let rules = Arc::new(Rules::compile(config).map_err(AppError::Rules)?);
         let queue = Queue::open(config, store.clone()).await?;
-        let gate = crate::ratelimit::for_config(config).await?;
+        let gate = crate::ratelimit::for_config(config, store.clone()).await?;
         let clients = crate::kaizala::client::clients(config, store.clone(), Some(gate))?;
         let correlations =
             Correlations::new(store.clone()).with_open_for(config.kaizala.response_poll_grace);

@@ -54,7 +54,11 @@ type SentActivities = (HashMap<String, Arc<dyn CrmSink>>, Arc<Rules>);
 const DEFAULT_HOLD: Duration = Duration::from_secs(65);
 
 impl SendActionHandler {
-    /// A handler posting through `clients` (keyed `tenant/connector`).
+    /// A handler posting through `clients` (keyed `tenant/connector`), holding keys
+    /// under a process name of its own. That name is announced by no
+    /// [`crate::store::Presence`]: on a store shared with other processes, give
+    /// [`SendActionHandler::with_holds`] the announced name (as `run` does), or the
+    /// others take its holds for a dead process's.
     pub fn new(clients: HashMap<String, Arc<KaizalaClient>>, correlations: Correlations) -> Self {
         let holds = Holds::new(
             correlations.store(),

@@ -1,5 +1,12 @@
 //! The gate of a single process, on governor's keyed limiters (one per call spacing,
 //! since a keyed limiter has one quota for all its keys).
+//!
+//! With a store ([`LocalGate::remembering`]) the gate outlives the process: about once
+//! a second per key it writes when it last gave a permit, and a new process (a
+//! restart, or after a SIGKILL) gives a key's first permit no sooner than a second
+//! and one interval after the last one written. Calls stay spaced across the
+//! restart, so Kaizala's minute never sees the old process's calls and the new one's
+//! add up past the quota.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -8,19 +15,111 @@ use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, RateLimiter};
 
-use super::{GateFuture, Quota, RateGate, WAIT_SECONDS};
+use super::{GateError, GateFuture, Quota, RateGate, WAIT_SECONDS};
+use crate::store::{namespaces, Store};
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Memory {
+    fn lock_inherited(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.inherited.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// How often, at most, a key's last permit is written to the store.
+const REMEMBER_EVERY: Duration = Duration::from_secs(1);
 
 /// A process-local [`RateGate`].
 #[derive(Default)]
 pub struct LocalGate {
     limiters: Mutex<HashMap<Duration, Arc<DefaultKeyedRateLimiter<String>>>>,
     paused: Mutex<HashMap<String, Instant>>,
+    memory: Option<Memory>,
+}
+
+/// What the gate keeps in the store, and what it found there at start.
+struct Memory {
+    store: Arc<dyn Store>,
+    /// Per key, the epoch ms of the last permit an earlier process wrote; taken
+    /// (removed) by the key's first acquire.
+    inherited: Mutex<HashMap<String, i64>>,
+    /// Per key, when this process last wrote.
+    written: Mutex<HashMap<String, Instant>>,
 }
 
 impl LocalGate {
     /// An empty gate; limiters appear as quotas are used.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A gate that remembers its last permits in `store` and starts from what an
+    /// earlier process there remembered.
+    pub async fn remembering(store: Arc<dyn Store>) -> Result<Self, GateError> {
+        let inherited = store
+            .list(namespaces::GATE)
+            .await
+            .map_err(|e| GateError(e.to_string()))?
+            .into_iter()
+            .filter_map(|(key, at)| Some((key, at.parse::<i64>().ok()?)))
+            .collect();
+        Ok(Self {
+            memory: Some(Memory {
+                store,
+                inherited: Mutex::new(inherited),
+                written: Mutex::new(HashMap::new()),
+            }),
+            ..Self::default()
+        })
+    }
+
+    /// Waits until an earlier process's last permit on `quota` is a second and an
+    /// interval past (once per key: the first acquire takes the memory).
+    async fn after_inherited(&self, quota: &Quota) {
+        let Some(memory) = &self.memory else {
+            return;
+        };
+        let last = memory.lock_inherited().remove(&quota.key);
+        let Some(last_ms) = last else {
+            return;
+        };
+        let spacing = (REMEMBER_EVERY + quota.interval()).as_millis() as i64;
+        let wait_ms = last_ms.saturating_add(spacing) - now_ms();
+        if wait_ms > 0 {
+            // Never longer than the spacing itself, whatever the stored value says.
+            let wait = Duration::from_millis(wait_ms as u64).min(REMEMBER_EVERY + quota.interval());
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Writes when `quota`'s key last gave a permit, at most once a second; a failed
+    /// write only makes the next restart's pacing start from an older time.
+    async fn remember(&self, quota: &Quota) {
+        let Some(memory) = &self.memory else {
+            return;
+        };
+        {
+            let mut written = memory.written.lock().unwrap_or_else(|e| e.into_inner());
+            let due = written
+                .get(&quota.key)
+                .is_none_or(|at| at.elapsed() >= REMEMBER_EVERY);
+            if !due {
+                return;
+            }
+            written.insert(quota.key.clone(), Instant::now());
+        }
+        let ttl = Some(quota.period.max(REMEMBER_EVERY) * 2);
+        if let Err(error) = memory
+            .store
+            .put(namespaces::GATE, &quota.key, &now_ms().to_string(), ttl)
+            .await
+        {
+            tracing::debug!(%error, key = %quota.key, "cannot remember the rate gate's last permit");
+        }
     }
 
     fn limiter(&self, interval: Duration) -> Arc<DefaultKeyedRateLimiter<String>> {
@@ -52,11 +151,15 @@ impl RateGate for LocalGate {
                 while let Some(left) = self.pause_left(&quota.key) {
                     tokio::time::sleep(left).await;
                 }
+                self.after_inherited(quota).await;
                 // Taking the connector's permit before waiting for the tenant's can only
                 // leave capacity unused, never exceed a quota.
                 self.limiter(quota.interval())
                     .until_key_ready(&quota.key)
                     .await;
+            }
+            for quota in quotas {
+                self.remember(quota).await;
             }
             if let Some(first) = quotas.first() {
                 metrics::histogram!(WAIT_SECONDS, "key" => first.key.clone())

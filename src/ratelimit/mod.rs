@@ -83,12 +83,16 @@ pub trait RateGate: Send + Sync {
 }
 
 /// The gate the configuration asks for: shared in Redis when the queue is there (so
-/// replicas together stay within the quotas), in this process otherwise.
+/// replicas together stay within the quotas), in this process otherwise, remembering
+/// its last permits in `store` across restarts.
 pub async fn for_config(
     config: &crate::config::Config,
+    store: std::sync::Arc<dyn crate::store::Store>,
 ) -> Result<std::sync::Arc<dyn RateGate>, GateError> {
     Ok(match config.queue.backend {
-        crate::config::QueueBackend::Sqlite => std::sync::Arc::new(LocalGate::new()),
+        crate::config::QueueBackend::Sqlite => {
+            std::sync::Arc::new(LocalGate::remembering(store).await?)
+        }
         crate::config::QueueBackend::Redis => std::sync::Arc::new(
             RedisGate::connect(config.queue.redis_url(), crate::store::REDIS_PREFIX).await?,
         ),

@@ -109,6 +109,9 @@ pub mod namespaces {
     pub const POLLED: &str = "polled";
     /// Processes alive now (see [`super::Presence`]).
     pub const ALIVE: &str = "alive";
+    /// When the process-local rate gate last gave a permit per quota key, so the
+    /// next process keeps the spacing.
+    pub const GATE: &str = "gate";
 }
 
 /// Remembers event ids for a while so a repeat is handed on once, shared by every

@@ -174,3 +174,38 @@ async fn the_shared_gate_hands_out_the_tenant_quota_and_no_more() {
         "{taken} permits: the quota is left idle"
     );
 }
+
+/// A process's gate remembers its last permits in the SQLite store: the next process
+/// (a restart, after a SIGKILL) keeps the spacing instead of starting afresh, so the
+/// two together never exceed the quota in Kaizala's minute. A key the first never
+/// used is free at once.
+#[tokio::test]
+async fn a_restarted_process_keeps_the_killed_ones_spacing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn kaizala_bridge::store::Store> = Arc::new(
+        kaizala_bridge::store::SqliteStore::open(&dir.path().join("s.sqlite"))
+            .await
+            .unwrap(),
+    );
+    let quota = [fast("connector:c/a")];
+    let killed = LocalGate::remembering(store.clone()).await.unwrap();
+    take(&killed, &quota, 5).await;
+    drop(killed);
+    let restarted = LocalGate::remembering(store.clone()).await.unwrap();
+    let started = Instant::now();
+    take(&restarted, &[fast("connector:c/other")], 1).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "an unused key waited {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    take(&restarted, &quota, 1).await;
+    // The last permit written may be followed by a second of unwritten ones: the first
+    // permit of the new process comes a second and an interval after it.
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "the first permit after the restart came after {:?}",
+        started.elapsed()
+    );
+}

@@ -436,9 +436,13 @@ async fn killed_mid_backlog_with(redis: Option<&RedisServer>, max_attempts: u32)
 }
 
 /// The smallest `max_attempts` check-config accepts: a hold of the killed process is
-/// recognised as over at once, so no retry is spent waiting for it. On Redis only: on
-/// SQLite a restarted process's rate gate starts empty, so its first calls can meet
-/// the killed one's in Kaizala's window (a 429, which one attempt cannot retry).
+/// recognised as over at once, so no retry is spent waiting for it; the restarted
+/// process's rate gate keeps the killed one's spacing, so no 429 needs a retry either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_mid_backlog_on_sqlite_with_one_attempt_leaves_no_dead_letters() {
+    killed_mid_backlog_with(None, 1).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_process_killed_mid_backlog_on_redis_with_one_attempt_leaves_no_dead_letters() {
     let redis = RedisServer::start();
