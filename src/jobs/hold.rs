@@ -165,3 +165,50 @@ impl Drop for Held {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    async fn holds(dir: &tempfile::TempDir, process: &str) -> Holds {
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("s.sqlite"))
+                .await
+                .unwrap(),
+        );
+        Holds::new(store, process.into(), Duration::from_secs(60))
+    }
+
+    #[tokio::test]
+    async fn a_hold_dropped_mid_attempt_is_over_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let holds = holds(&dir, "p1").await;
+        let held = holds.try_take("k").await.unwrap().expect("free");
+        assert!(holds.try_take("k").await.unwrap().is_none(), "held");
+        // An attempt cut off or panicking drops its hold without releasing it.
+        let cut = tokio::spawn(async move {
+            let _held = held;
+            panic!("the attempt panics while holding the key");
+        });
+        assert!(cut.await.unwrap_err().is_panic());
+        let started = tokio::time::Instant::now();
+        assert!(holds.wait_free("k").await.unwrap());
+        assert!(started.elapsed() < Duration::from_secs(1), "not waited out");
+        assert!(holds.try_take("k").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn on_a_store_of_its_own_another_process_hold_is_a_dead_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let killed = holds(&dir, "killed").await;
+        let held = killed.try_take("k").await.unwrap().expect("free");
+        // SIGKILL: nothing runs, nothing is released.
+        std::mem::forget(held);
+        let restarted = holds(&dir, "restarted").await;
+        let started = tokio::time::Instant::now();
+        assert!(restarted.wait_free("k").await.unwrap());
+        assert!(started.elapsed() < Duration::from_secs(1), "not waited out");
+        assert!(restarted.try_take("k").await.unwrap().is_some());
+    }
+}

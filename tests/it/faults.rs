@@ -23,6 +23,19 @@ const BIN: &str = env!("CARGO_BIN_EXE_kaizala-bridge");
 /// each log line meets EPIPE. It must keep answering, not spin, and stop on SIGTERM.
 #[tokio::test]
 async fn logs_to_a_closed_stderr_lose_lines_not_the_process() {
+    logs_nobody_reads(false).await;
+}
+
+/// The same with the pipe held open and never read: after its 64 KiB fill, every
+/// write to stderr would block; the daemon must not.
+#[tokio::test]
+async fn logs_to_a_full_stderr_lose_lines_not_the_process() {
+    logs_nobody_reads(true).await;
+}
+
+/// Runs a bridge whose stderr nobody reads (`keep_open`: a full pipe; otherwise a
+/// closed one) through 300 debug-logged requests, then SIGTERM.
+async fn logs_nobody_reads(keep_open: bool) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = dir.path().join("bridge.toml");
@@ -43,8 +56,13 @@ async fn logs_to_a_closed_stderr_lose_lines_not_the_process() {
         .spawn()
         .unwrap();
     // Nobody will ever read either stream.
-    drop(child.stderr.take());
-    drop(child.stdout.take());
+    let held = (child.stderr.take(), child.stdout.take());
+    let _held = if keep_open {
+        Some(held)
+    } else {
+        drop(held);
+        None
+    };
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/healthz");
     let started = Instant::now();
