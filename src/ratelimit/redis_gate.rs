@@ -16,9 +16,12 @@ use super::{GateError, GateFuture, Quota, RateGate, WAIT_SECONDS};
 /// is too coarse for short test periods).
 ///
 /// Returns `{0, wait}` while a key is paused (a 429): nothing is reserved, ask again
-/// after `wait` µs. Otherwise it reserves, in every calendar at once, the earliest time
-/// at least one interval away from every other reservation of each key, and returns
-/// `{1, wait}`: the call may go in `wait` µs, without asking again.
+/// after `wait` µs. Otherwise it finds, in every calendar at once, the earliest time
+/// at least one interval away from every other reservation of each key. When that time
+/// is within one grid interval it reserves it and returns `{1, wait}`: the call may go
+/// in `wait` µs, without asking again. When it is further off it reserves nothing and
+/// returns `{0, wait}` to ask again when it is near, so that only slots about to be
+/// used are ever held by a caller that may die.
 ///
 /// A calendar rather than one "next free time" per key: a call held back by its
 /// connector's quota must not push the tenant's next free time past slots that other
@@ -62,6 +65,12 @@ for _, at in ipairs(candidates) do
         free = false
         break
       end
+    end
+    if free and at - now > grid then
+      -- Not due within one interval of the tenant: reserve nothing yet and ask again
+      -- when it is. A slot reserved long ahead is lost if its caller dies while it
+      -- waits (a replica killed with attempts waiting), which leaves the quota idle.
+      return {0, at - now - grid}
     end
     if free then
       local member = string.format('%.0f', at)

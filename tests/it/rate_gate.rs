@@ -209,3 +209,40 @@ async fn a_restarted_process_keeps_the_killed_ones_spacing() {
         started.elapsed()
     );
 }
+
+/// A replica killed while its attempts wait for permits must not leave slots reserved
+/// that nobody will use: waiting callers hold no reservation until theirs is due.
+#[tokio::test]
+async fn callers_that_die_waiting_leave_no_slots_reserved_ahead() {
+    let redis = RedisServer::start();
+    let gate = Arc::new(RedisGate::connect(&redis.url(), "dying").await.unwrap());
+    let slow = Quota {
+        key: "connector:c/a".into(),
+        calls: 60,
+        period: Duration::from_secs(60),
+    }; // one a second
+    gate.acquire(std::slice::from_ref(&slow)).await.unwrap();
+    let waiters: Vec<_> = (0..8)
+        .map(|_| {
+            let (gate, slow) = (gate.clone(), slow.clone());
+            tokio::spawn(async move { gate.acquire(&[slow]).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for waiter in &waiters {
+        waiter.abort();
+    }
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let reserved: usize = redis::cmd("ZCARD")
+        .arg("dying:calendar:connector:c/a")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    // The permit taken, and at most the next slot (due within one interval); without
+    // the rule the 8 dead callers would hold 8 more.
+    assert!(
+        reserved <= 2,
+        "{reserved} slots reserved after 8 callers died waiting"
+    );
+}
