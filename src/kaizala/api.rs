@@ -7,12 +7,14 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::token::Token;
+
 /// `GET /v1/accessToken`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessTokenResponse {
     /// The token for the `accessToken` header.
-    pub access_token: String,
+    pub access_token: Token,
     /// Base URL of every other call.
     pub endpoint_url: String,
     /// When the token expires, epoch milliseconds.
@@ -20,7 +22,7 @@ pub struct AccessTokenResponse {
     /// A new refresh token once 90% of the current one's validity has passed;
     /// empty or absent otherwise.
     #[serde(default)]
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<Token>,
 }
 
 /// A group, as listed.
@@ -326,7 +328,7 @@ pub struct WebhookRequest {
     /// Where events go.
     pub call_back_url: String,
     /// Sent back as `kz-callback-token`.
-    pub call_back_token: String,
+    pub call_back_token: Token,
     /// Sent back as `context`.
     pub call_back_context: String,
 }
@@ -352,7 +354,7 @@ pub struct Webhook {
     pub callback_context: String,
     /// Callback token, when Kaizala shows it.
     #[serde(default)]
-    pub callback_token: Option<String>,
+    pub callback_token: Option<Token>,
     /// False once Kaizala disabled it.
     #[serde(default)]
     pub active: bool,

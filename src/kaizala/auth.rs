@@ -168,7 +168,7 @@ impl TokenManager {
         let refresh = learned
             .refresh_token
             .clone()
-            .unwrap_or_else(|| self.credentials.refresh_token.expose().to_string());
+            .unwrap_or_else(|| self.credentials.refresh_token.expose().into());
         let mut url = self.credentials.api_root.clone();
         url.path_segments_mut()
             .map_err(|()| KaizalaError::Credentials("api_root cannot be a base URL".into()))?
@@ -182,7 +182,7 @@ impl TokenManager {
                 "applicationSecret",
                 self.credentials.application_secret.expose(),
             )
-            .header("refreshToken", &refresh)
+            .header("refreshToken", refresh.expose())
             .send()
             .await?;
         let status = response.status().as_u16();
@@ -209,7 +209,7 @@ impl TokenManager {
         }
         state.token_endpoint = Some(answer.endpoint_url);
         state.access = Some((
-            SecretString::from(answer.access_token),
+            SecretString::from(answer.access_token.expose()),
             answer.access_token_expiry,
         ));
         Ok(())

@@ -16,7 +16,7 @@ use crate::store::{namespaces, Store};
 pub struct Learned {
     /// A refresh token Kaizala handed out to replace the configured one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
+    pub refresh_token: Option<super::token::Token>,
     /// The endpoint a 308 pointed to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_url: Option<String>,

@@ -16,6 +16,7 @@ pub mod events;
 pub mod onboarding;
 pub mod poll;
 pub mod subscriptions;
+pub mod token;
 pub mod webhook;
 
 pub use events::{EventData, KaizalaEvent};

@@ -15,7 +15,7 @@ use super::error::KaizalaError;
 #[serde(rename_all = "camelCase")]
 pub struct Login {
     /// The new refresh token.
-    pub refresh_token: String,
+    pub refresh_token: super::token::Token,
     /// When it expires, epoch milliseconds.
     pub refresh_token_expiry: i64,
     /// Granted scopes.

@@ -33,7 +33,7 @@ pub struct Desired {
     /// `{public_url}/webhooks/kaizala/{tenant}`.
     pub callback_url: String,
     /// The tenant's `callback_token`.
-    pub callback_token: String,
+    pub callback_token: super::token::Token,
     /// Groups that must have our webhook, through this connector.
     pub groups: BTreeSet<String>,
     /// Groups of the tenant managed through another connector: left alone here.
@@ -125,13 +125,13 @@ async fn reconcile_group(
     let drifted = keep.callback_url != desired.callback_url
         || keep
             .callback_token
-            .as_deref()
-            .is_some_and(|t| t != desired.callback_token)
+            .as_ref()
+            .is_some_and(|t| *t != desired.callback_token)
         || subscribed != wanted;
     if drifted {
         let changes = json!({
             "callBackUrl": desired.callback_url,
-            "callBackToken": desired.callback_token,
+            "callBackToken": desired.callback_token.expose(),
             "eventTypes": EVENT_TYPES,
             "Active": true,
         });
@@ -251,7 +251,7 @@ pub fn managed_with(
                 desired: Desired {
                     tenant: tenant.id.clone(),
                     callback_url: url.to_string(),
-                    callback_token: token.expose().to_string(),
+                    callback_token: token.expose().into(),
                     groups: groups.clone(),
                     elsewhere,
                 },

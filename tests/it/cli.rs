@@ -418,7 +418,7 @@ async fn auth_pin_and_login_onboard_a_connector_and_say_where_the_token_went() {
         .load("contoso/one")
         .await
         .unwrap();
-    let token = saved.refresh_token.as_deref().unwrap();
+    let token = saved.refresh_token.as_ref().unwrap().expose();
     assert_eq!(
         sim.access_token_raw("app-1", "secret-1", token)
             .await
