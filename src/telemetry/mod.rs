@@ -5,6 +5,8 @@
 //! span, so it carries the request's id. Metrics are recorded with the `metrics` facade
 //! into one process-wide Prometheus recorder, rendered on `GET /metrics`.
 
+mod escape;
+
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -99,12 +101,19 @@ where
     // stderr is the stream that failed: never report, lose the line.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer)
         .log_internal_errors(false);
     Ok(match config.format {
-        LogFormat::Pretty => Box::new(builder.with_ansi(ansi).finish()),
+        // Lines for people: escaped, so quoted outside text cannot forge or disguise
+        // one. JSON escapes control characters itself.
+        LogFormat::Pretty => Box::new(
+            builder
+                .with_writer(escape::Escaping(writer))
+                .with_ansi(ansi)
+                .finish(),
+        ),
         LogFormat::Json => Box::new(
             builder
+                .with_writer(writer)
                 .json()
                 .with_current_span(true)
                 .with_span_list(true)
