@@ -170,11 +170,53 @@ impl Daemon {
     }
 }
 
-/// A bound, ready-to-run bridge.
-pub struct Application {
+/// On shutdown: not ready at once, still accepting for the drain delay (whoever
+/// routes requests here learns to stop before connections are refused), then
+/// `closing` tells the listeners to stop accepting.
+async fn drain(
+    shutdown: CancellationToken,
+    closing: CancellationToken,
+    readiness: Arc<Readiness>,
+    drain_delay: Duration,
+) {
+    shutdown.cancelled().await;
+    readiness.start_draining();
+    crate::systemd::stopping();
+    if !drain_delay.is_zero() {
+        tracing::info!(
+            ?drain_delay,
+            "shutting down: /readyz says draining; still accepting for the drain delay"
+        );
+        tokio::time::sleep(drain_delay).await;
+    }
+    tracing::info!("no longer accepting connections; draining in-flight requests");
+    closing.cancel();
+}
+
+/// A bound listener and what it serves.
+struct Listener {
     listener: TcpListener,
     address: SocketAddr,
     router: Router,
+}
+
+/// Binds `address`, returning the address actually bound (the real port for 0).
+async fn bind(address: SocketAddr) -> Result<(TcpListener, SocketAddr), AppError> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| AppError::Bind { address, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| AppError::Bind { address, source })?;
+    Ok((listener, bound))
+}
+
+/// A bound, ready-to-run bridge.
+pub struct Application {
+    public: Listener,
+    /// `server.admin_listen`'s listener, when the admin routes have a port of their own.
+    admin: Option<Listener>,
+    limits: http::serve::Limits,
     readiness: Arc<Readiness>,
     shutdown_grace: Duration,
     drain_delay: Duration,
@@ -308,18 +350,30 @@ impl Application {
             let store = crate::store::open(config).await.map_err(AppError::Store)?;
             Self::bridge(config, store, &readiness).await?
         };
-        let router = http::router(state, &config.server);
-        let address = config.server.listen;
-        let listener = TcpListener::bind(address)
-            .await
-            .map_err(|source| AppError::Bind { address, source })?;
-        let address = listener
-            .local_addr()
-            .map_err(|source| AppError::Bind { address, source })?;
+        let (router, admin) = match config.server.admin_listen {
+            None => (http::router(state, &config.server), None),
+            Some(admin_address) => {
+                let (public, admin) = http::split_routers(state, &config.server);
+                let (listener, address) = bind(admin_address).await?;
+                (
+                    public,
+                    Some(Listener {
+                        listener,
+                        address,
+                        router: admin,
+                    }),
+                )
+            }
+        };
+        let (listener, address) = bind(config.server.listen).await?;
         Ok(Self {
-            listener,
-            address,
-            router,
+            public: Listener {
+                listener,
+                address,
+                router,
+            },
+            admin,
+            limits: http::serve::Limits::of(&config.server),
             readiness,
             shutdown_grace: config.server.shutdown_grace,
             drain_delay: config.server.drain_delay,
@@ -470,13 +524,18 @@ impl Application {
 
     /// The address actually bound (the real port when the configuration said 0).
     pub fn address(&self) -> SocketAddr {
-        self.address
+        self.public.address
+    }
+
+    /// The admin listener's address (`server.admin_listen`), when it has one.
+    pub fn admin_address(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|admin| admin.address)
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting, reports not ready,
     /// and lets in-flight requests finish within the grace period.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), AppError> {
-        tracing::info!(address = %self.address, "listening on http://{}", self.address);
+        tracing::info!(address = %self.public.address, "listening on http://{}", self.public.address);
         let tasks = Tasks::new(shutdown.clone());
         if let Some(reconciling) = self.reconciler {
             let reconciling = Arc::new(reconciling);
@@ -487,28 +546,36 @@ impl Application {
         if let Some(daemon) = self.daemon {
             daemon.start(&tasks, self.shutdown_grace);
         }
-        let readiness = self.readiness.clone();
-        let stop = shutdown.clone();
-        let drain_delay = self.drain_delay;
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
-            stop.cancelled().await;
-            // Not ready at once, still accepting for the drain delay: whoever routes
-            // requests here learns to stop before connections are refused.
-            readiness.start_draining();
-            crate::systemd::stopping();
-            if !drain_delay.is_zero() {
-                tracing::info!(
-                    ?drain_delay,
-                    "shutting down: /readyz says draining; still accepting for the drain delay"
-                );
-                tokio::time::sleep(drain_delay).await;
-            }
-            tracing::info!("no longer accepting connections; draining in-flight requests");
-        });
+        let closing = CancellationToken::new();
+        tasks.spawn(drain(
+            shutdown.clone(),
+            closing.clone(),
+            self.readiness.clone(),
+            self.drain_delay,
+        ));
+        let serve = |listener: Listener| {
+            let closing = closing.clone();
+            http::serve::serve(
+                listener.listener,
+                listener.router,
+                self.limits,
+                async move { closing.cancelled().await },
+            )
+        };
+        if let Some(admin) = self.admin {
+            tracing::info!(address = %admin.address, "admin routes on http://{}", admin.address);
+            let admin = serve(admin);
+            tasks.spawn(async move {
+                if let Err(error) = admin.await {
+                    tracing::error!(%error, "the admin listener failed");
+                }
+            });
+        }
+        let server = serve(self.public);
         let grace = self.shutdown_grace;
         let grace_elapsed = async {
             shutdown.cancelled().await;
-            tokio::time::sleep(drain_delay + grace).await;
+            tokio::time::sleep(self.drain_delay + grace).await;
         };
         tokio::select! {
             result = server => result.map_err(AppError::Serve)?,

@@ -82,8 +82,12 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address the HTTP server binds (health, metrics, webhooks, admin).
+    /// Address the HTTP server binds (health and webhooks; metrics and admin too unless
+    /// `admin_listen` is set).
     pub listen: SocketAddr,
+    /// A second listener for `/metrics` and `/admin/...` only, so the public port
+    /// serves nothing but the webhooks and health.
+    pub admin_listen: Option<SocketAddr>,
     /// The address at which Kaizala and the CRM reach this bridge; webhook callback
     /// URLs are built from it.
     pub public_url: Option<Url>,
@@ -102,6 +106,17 @@ pub struct ServerConfig {
     /// (Kubernetes removes a pod from its Service a moment after it is told to stop).
     #[serde(with = "duration")]
     pub drain_delay: Duration,
+    /// From a request's first byte (or a connection's opening) to its whole head; a
+    /// slower client is disconnected.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// Connections open at once per listener; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// The largest request head (request line and headers); a larger one gets 431.
+    pub max_header_bytes: usize,
 }
 
 /// `[log]`: what is logged and how.

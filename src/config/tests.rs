@@ -473,3 +473,18 @@ fn debug_of_a_loaded_config_shows_no_secret() {
     }
     assert!(printed.contains("app-1"), "non-secret values are shown");
 }
+
+#[test]
+fn server_limits_are_checked() {
+    let toml = format!(
+        "[server]\nmax_header_bytes = 100\nmax_connections = 0\nheader_read_timeout = \"0s\"\n\
+         {VALID}"
+    );
+    let found = problems(&toml);
+    assert_has(
+        &found,
+        "server.max_header_bytes: must be between 8192 and 1048576 (16384 suits webhooks)",
+    );
+    assert_has(&found, "server.max_connections: must be greater than 0");
+    assert_has(&found, "server.header_read_timeout: must be longer than 0s");
+}

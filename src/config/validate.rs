@@ -87,6 +87,32 @@ fn server(server: &mut ServerConfig, cx: &Context, problems: &mut Problems) {
     if server.request_timeout.is_zero() {
         problems.push("server.request_timeout", "must be longer than 0s");
     }
+    for (path, value) in [
+        ("server.header_read_timeout", server.header_read_timeout),
+        ("server.idle_timeout", server.idle_timeout),
+    ] {
+        if value.is_zero() {
+            problems.push(path, "must be longer than 0s");
+        }
+    }
+    if server.max_connections == 0 {
+        problems.push("server.max_connections", "must be greater than 0");
+    }
+    if !(8192..=1 << 20).contains(&server.max_header_bytes) {
+        problems.push(
+            "server.max_header_bytes",
+            "must be between 8192 and 1048576 (16384 suits webhooks)",
+        );
+    }
+    if server
+        .admin_listen
+        .is_some_and(|admin| admin == server.listen && admin.port() != 0)
+    {
+        problems.push(
+            "server.admin_listen",
+            "must differ from server.listen (leave it out to serve both on one port)",
+        );
+    }
 }
 
 fn log(log: &LogConfig, problems: &mut Problems) {
@@ -461,15 +487,23 @@ fn required(path: &str, value: &str, problems: &mut Problems) -> bool {
     true
 }
 
+/// The longest id; the webhook receivers refuse a longer path segment at once (the
+/// same bound as `model::ids::MAX_NAME`).
+const MAX_ID: usize = 64;
+
 /// An id that appears in URLs and metric labels: letters, digits, `-`, `_`, `.`.
 fn id(path: &str, value: &str, problems: &mut Problems) {
-    if required(path, value, problems)
-        && !value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    if !required(path, value, problems) {
+        return;
+    }
+    if !value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
         let message = format!("{value:?} may hold only letters, digits, '-', '_' and '.'");
         problems.push(path, message);
+    } else if value.len() > MAX_ID {
+        problems.push(path, format!("longer than {MAX_ID} characters"));
     }
 }
 

@@ -12,11 +12,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{Response, StatusCode};
+use axum::http::{header, HeaderValue, Method, Response, StatusCode};
 use axum::middleware::{from_fn, Next};
 use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{Level, Span};
@@ -58,6 +59,32 @@ pub fn apply(routes: Router, server: &ServerConfig) -> Router {
                 .on_failure(()),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        // Every answer: a browser must never guess a type, so an echoed validation
+        // token or an error message can never run as a page.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+}
+
+/// The `method` label: the standard methods by name, anything else (any client can
+/// invent one, and each would be a new series) as `other`.
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    STANDARD
+        .iter()
+        .find(|standard| *standard == method)
+        .map_or("other", Method::as_str)
 }
 
 fn describe_metrics() {
@@ -121,7 +148,7 @@ async fn name_route(request: Request, next: Next) -> axum::response::Response {
 async fn count(mut request: Request, next: Next) -> axum::response::Response {
     let slot = RouteSlot::default();
     request.extensions_mut().insert(slot.clone());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let route = slot
@@ -130,7 +157,7 @@ async fn count(mut request: Request, next: Next) -> axum::response::Response {
         .cloned()
         .unwrap_or_else(|| UNMATCHED_ROUTE.to_string());
     let labels = [
-        ("method", method),
+        ("method", method.to_string()),
         ("route", route),
         ("status", response.status().as_u16().to_string()),
     ];

@@ -1,4 +1,6 @@
-//! The HTTP surface: one axum router on one listener.
+//! The HTTP surface: the public routes (health and webhooks, which Kaizala and the
+//! CRM must reach) and the operator's routes (`/metrics`, `/admin/...`), on one
+//! listener or, with `server.admin_listen`, on two.
 //!
 //! Handlers here are thin: they authenticate, parse and hand over to the module that
 //! owns the work. What every request gets (an id, a span, a timeout, a body limit,
@@ -10,6 +12,7 @@ mod health;
 mod kaizala_webhook;
 mod metrics;
 pub mod middleware;
+pub mod serve;
 
 use std::sync::Arc;
 
@@ -34,12 +37,28 @@ pub struct AppState {
     pub admin: Option<Arc<admin::Admin>>,
 }
 
-/// The routes of `kaizala-bridge run`, with every middleware applied.
+/// The routes of `kaizala-bridge run` on one listener, every middleware applied.
 pub fn router(state: AppState, server: &ServerConfig) -> Router {
-    let routes = Router::new()
+    middleware::apply(
+        public_routes().merge(admin_routes()).with_state(state),
+        server,
+    )
+}
+
+/// The public listener's routes and the admin listener's, each with every middleware
+/// applied, for `server.admin_listen`: the public port then answers 404 to
+/// `/metrics` and `/admin/...` as to any path it does not serve.
+pub fn split_routers(state: AppState, server: &ServerConfig) -> (Router, Router) {
+    let public = middleware::apply(public_routes().with_state(state.clone()), server);
+    let admin = middleware::apply(admin_routes().with_state(state), server);
+    (public, admin)
+}
+
+/// What Kaizala, the CRM and the orchestrator's probes reach.
+fn public_routes() -> Router<AppState> {
+    Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::render))
         .route(
             "/webhooks/kaizala/{tenant}",
             get(kaizala_webhook::validate).post(kaizala_webhook::receive),
@@ -48,6 +67,17 @@ pub fn router(state: AppState, server: &ServerConfig) -> Router {
             "/webhooks/dataverse/{crm}",
             post(dataverse_webhook::receive),
         )
+}
+
+/// What operators and their scrapers reach.
+fn admin_routes() -> Router<AppState> {
+    // Job bodies and dead letters name records: no cache along the way keeps them.
+    let no_store = tower_http::set_header::SetResponseHeaderLayer::overriding(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Router::new()
+        .route("/metrics", get(metrics::render))
         .route("/admin/jobs", get(admin::jobs))
         .route(
             "/admin/dead-letters",
@@ -55,6 +85,5 @@ pub fn router(state: AppState, server: &ServerConfig) -> Router {
         )
         .route("/admin/dead-letters/replay", post(admin::replay_all))
         .route("/admin/dead-letters/{id}/replay", post(admin::replay))
-        .with_state(state);
-    middleware::apply(routes, server)
+        .route_layer(no_store)
 }

@@ -232,6 +232,31 @@ fn every_kubernetes_manifest_validates_against_the_schemas() {
             "the Deployment lacks {needed:?}"
         );
     }
+    // The operator's routes are on a port of their own, open to monitoring only.
+    let config = std::fs::read_to_string(root().join("deploy/kubernetes/config.toml")).unwrap();
+    assert!(config.contains("admin_listen = \"0.0.0.0:9090\""));
+    assert!(
+        deployment.contains("containerPort: 9090")
+            && deployment.contains("prometheus.io/port: \"9090\"")
+    );
+    let policy =
+        std::fs::read_to_string(root().join("deploy/kubernetes/networkpolicy.yaml")).unwrap();
+    // Rules are the list items at four spaces' indent.
+    let mut rules: Vec<String> = Vec::new();
+    for line in policy.lines() {
+        match rules.last_mut() {
+            Some(rule) if !line.starts_with("    - ") => rule.push_str(line),
+            _ => rules.push(line.to_string()),
+        }
+    }
+    let admin_rule = rules
+        .iter()
+        .find(|rule| rule.contains("port: 9090"))
+        .expect("the NetworkPolicy has a rule for the admin port");
+    assert!(
+        admin_rule.contains("kubernetes.io/metadata.name: monitoring"),
+        "the admin port is open to the monitoring namespace only: {admin_rule}"
+    );
     // The kustomization renders (when kubectl is there to render it) into manifests
     // that validate too, the ConfigMap with the configuration among them.
     if Command::new("kubectl")

@@ -10,6 +10,7 @@ mod deploy;
 mod early_answers;
 mod end_to_end;
 mod faults;
+mod hostile_input;
 mod ingest_faults;
 mod kaizala_client;
 mod kaizala_poll;
