@@ -298,7 +298,10 @@ async fn poll_tenant(polling: &ResponsePolling) -> Result<usize, String> {
         if finished {
             // Past due and grace (or gone): no more answers to read. The correlation
             // stays so a late webhook still lands; only its polling stops.
-            let _ = polling.correlations.stop_polling(&action_id).await;
+            let _ = polling
+                .correlations
+                .stop_polling(&polling.tenant, &action_id)
+                .await;
         }
     }
     if failed > 0 {

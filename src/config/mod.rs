@@ -19,7 +19,7 @@ use std::path::Path;
 pub use load::{DEFAULT_TOML, ENV_PREFIX};
 pub use problems::{Problem, Problems};
 pub use schema::*;
-pub use secret::{Secret, SecretError};
+pub use secret::{secret_matches, Secret, SecretError};
 
 /// The configuration could not be used; every problem found is listed.
 #[derive(Debug, thiserror::Error)]

@@ -98,6 +98,17 @@ impl Secret {
     }
 }
 
+/// Whether `given` (from a request) is the secret `expected`, in time that depends on
+/// neither: both are hashed (SHA-256) and the digests compared in constant time, so a
+/// wrong guess tells neither how much of it was right nor how long the secret is.
+pub fn secret_matches(given: &[u8], expected: &SecretString) -> bool {
+    use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
+    let given = Sha256::digest(given);
+    let expected = Sha256::digest(expected.expose_secret().as_bytes());
+    given.ct_eq(&expected).into()
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret([REDACTED])")
@@ -113,6 +124,15 @@ impl<'de> Deserialize<'de> for Secret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_matches_only_itself_whatever_the_length() {
+        let expected = SecretString::from("s3cret-token");
+        assert!(secret_matches(b"s3cret-token", &expected));
+        for wrong in [&b""[..], b"s3cret", b"s3cret-token!", b"S3cret-token"] {
+            assert!(!secret_matches(wrong, &expected));
+        }
+    }
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

@@ -19,6 +19,10 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if !crate::model::ids::is_name(&crm) {
+        let error = serde_json::json!({ "error": "crm: not a CRM source id (letters, digits, '-', '_', '.')" });
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+    }
     let Some(receiver) = state.dataverse.as_ref() else {
         return (
             StatusCode::NOT_FOUND,
@@ -40,7 +44,6 @@ pub async fn receive(
         Ok(Received::Ignored) => Json(serde_json::json!({ "status": "ignored" })).into_response(),
         Err(error) => {
             let status = match &error {
-                ReceiveError::UnknownSource(_) => StatusCode::NOT_FOUND,
                 ReceiveError::Unauthorized => StatusCode::UNAUTHORIZED,
                 ReceiveError::Malformed(_) => StatusCode::BAD_REQUEST,
                 ReceiveError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -7,21 +7,40 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde_json::json;
 
 use super::AppState;
 use crate::kaizala::{ReceiveError, Received};
 
-/// The validation handshake: the token back, as text/plain, at once.
+/// The longest `validationToken` echoed (Kaizala's are GUIDs).
+const MAX_VALIDATION_TOKEN: usize = 256;
+
+/// The validation handshake: the token back, as text/plain (never sniffed as
+/// anything else), at once. Kaizala sends no callback token with it, so it is
+/// answered alike for every tenant of a valid shape: a scanner learns no tenant
+/// names from it.
 pub async fn validate(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if !state.kaizala.as_ref().is_some_and(|r| r.knows(&tenant)) {
-        let message = format!("no tenant {tenant:?} receives Kaizala webhooks here\n");
+    if state.kaizala.is_none() {
+        let message = "Kaizala webhooks are not received here\n";
         return (StatusCode::NOT_FOUND, message).into_response();
     }
+    if !crate::model::ids::is_name(&tenant) {
+        return (StatusCode::BAD_REQUEST, "tenant: not a tenant id\n").into_response();
+    }
     match query.get("validationToken") {
+        Some(token)
+            if token.len() > MAX_VALIDATION_TOKEN || token.chars().any(char::is_control) =>
+        {
+            (
+                StatusCode::BAD_REQUEST,
+                "validationToken: longer than 256 characters or holds control characters\n",
+            )
+                .into_response()
+        }
         Some(token) => (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             token.clone(),
@@ -42,6 +61,10 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if !crate::model::ids::is_name(&tenant) {
+        let error = json!({ "error": "tenant: not a tenant id (letters, digits, '-', '_', '.')" });
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+    }
     let Some(receiver) = state.kaizala.as_ref() else {
         return (
             StatusCode::NOT_FOUND,
@@ -53,13 +76,10 @@ pub async fn receive(
         .get("kz-callback-token")
         .and_then(|v| v.to_str().ok());
     match receiver.receive(&tenant, token, &body).await {
-        Ok(Received::Accepted) => Json(serde_json::json!({ "status": "accepted" })).into_response(),
-        Ok(Received::Duplicate) => {
-            Json(serde_json::json!({ "status": "duplicate" })).into_response()
-        }
+        Ok(Received::Accepted) => Json(json!({ "status": "accepted" })).into_response(),
+        Ok(Received::Duplicate) => Json(json!({ "status": "duplicate" })).into_response(),
         Err(error) => {
             let status = match &error {
-                ReceiveError::UnknownTenant(_) => StatusCode::NOT_FOUND,
                 ReceiveError::Unauthorized => StatusCode::UNAUTHORIZED,
                 ReceiveError::Malformed(_) => StatusCode::BAD_REQUEST,
                 ReceiveError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -67,11 +87,7 @@ pub async fn receive(
             if status == StatusCode::SERVICE_UNAVAILABLE {
                 tracing::warn!(%error, tenant, "a Kaizala event could not be taken; Kaizala will deliver it again");
             }
-            (
-                status,
-                Json(serde_json::json!({ "error": error.to_string() })),
-            )
-                .into_response()
+            (status, Json(json!({ "error": error.to_string() }))).into_response()
         }
     }
 }

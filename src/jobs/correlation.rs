@@ -1,6 +1,12 @@
 //! The correlation store: what became of each idempotency key (posting, or sent as
 //! which action), and for each action of ours what it was sent for. Recorded before
 //! and after the POST, so an uncertain outcome can be told apart from a failure.
+//!
+//! Each tenant has its own: actions are kept under `{tenant}/{action id}`, so an
+//! event reported for one tenant can only ever find that tenant's actions.
+//! Idempotency keys begin with their rule's id, and a rule sends for one CRM source
+//! to one tenant, so they are apart by construction. Actions recorded before keys
+//! carried the tenant are still read (under their bare id) for as long as they live.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,8 +131,9 @@ impl Correlations {
         correlation: &Correlation,
     ) -> Result<(), StoreError> {
         let text = serde_json::to_string(correlation).expect("plain data serializes");
+        let key = action_key(&correlation.tenant, action_id);
         self.store
-            .put(namespaces::ACTIONS, action_id, &text, None)
+            .put(namespaces::ACTIONS, &key, &text, None)
             .await?;
         if let Some(due_ms) = correlation.due_ms {
             // The index the answer sweep reads: it expires by itself once the action
@@ -135,13 +142,9 @@ impl Correlations {
                 .saturating_add(self.open_for.as_millis().min(i64::MAX as u128) as i64)
                 .saturating_sub(crate::queue::now_ms())
                 .max(60_000);
+            let open_for = Duration::from_millis(open_ms as u64);
             self.store
-                .put(
-                    namespaces::OPEN_ACTIONS,
-                    action_id,
-                    &text,
-                    Some(Duration::from_millis(open_ms as u64)),
-                )
+                .put(namespaces::OPEN_ACTIONS, &key, &text, Some(open_for))
                 .await?;
         }
         Ok(())
@@ -153,36 +156,62 @@ impl Correlations {
     }
 
     /// The actions of ours still taking answers (until their due date plus the
-    /// grace), with what each was sent for: what response polling reads.
+    /// grace), with what each was sent for: what response polling reads. Each
+    /// correlation names its tenant.
     pub async fn open_actions(&self) -> Result<Vec<(String, Correlation)>, StoreError> {
         let listed = self.store.list(namespaces::OPEN_ACTIONS).await?;
         Ok(listed
             .into_iter()
-            .filter_map(|(id, text)| Some((id, serde_json::from_str(&text).ok()?)))
+            .filter_map(|(key, text)| {
+                let action_id = key.split_once('/').map_or(key.as_str(), |(_, id)| id);
+                Some((action_id.to_string(), serde_json::from_str(&text).ok()?))
+            })
             .collect())
     }
 
-    /// Marks action `action_id` as no longer polled for answers; it stays ours, so a
-    /// late answer by webhook is still recorded.
-    pub async fn stop_polling(&self, action_id: &str) -> Result<(), StoreError> {
-        let Some(mut correlation) = self.action(action_id).await? else {
+    /// Marks `tenant`'s action `action_id` as no longer polled for answers; it stays
+    /// ours, so a late answer by webhook is still recorded.
+    pub async fn stop_polling(&self, tenant: &str, action_id: &str) -> Result<(), StoreError> {
+        let Some(mut correlation) = self.action(tenant, action_id).await? else {
             return Ok(());
         };
         correlation.polled_out = true;
         let text = serde_json::to_string(&correlation).expect("plain data serializes");
+        let key = action_key(tenant, action_id);
         self.store
-            .put(namespaces::ACTIONS, action_id, &text, None)
+            .put(namespaces::ACTIONS, &key, &text, None)
             .await?;
+        self.store.delete(namespaces::OPEN_ACTIONS, &key).await?;
         self.store.delete(namespaces::OPEN_ACTIONS, action_id).await
     }
 
-    /// What `action_id` was sent for, when it is ours.
-    pub async fn action(&self, action_id: &str) -> Result<Option<Correlation>, StoreError> {
-        match self.store.get(namespaces::ACTIONS, action_id).await? {
-            None => Ok(None),
-            Some(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| StoreError(format!("action {action_id} is not readable: {e}"))),
+    /// What `tenant`'s action `action_id` was sent for, when it is ours. Another
+    /// tenant's action of that id is never returned.
+    pub async fn action(
+        &self,
+        tenant: &str,
+        action_id: &str,
+    ) -> Result<Option<Correlation>, StoreError> {
+        let read = |key: String| async move {
+            match self.store.get(namespaces::ACTIONS, &key).await? {
+                None => Ok(None),
+                Some(text) => serde_json::from_str::<Correlation>(&text)
+                    .map(Some)
+                    .map_err(|e| StoreError(format!("action {key} is not readable: {e}"))),
+            }
+        };
+        if let Some(correlation) = read(action_key(tenant, action_id)).await? {
+            return Ok(Some(correlation));
         }
+        // Recorded before actions were kept per tenant: the tenant it names decides.
+        Ok(read(action_id.to_string())
+            .await?
+            .filter(|correlation| correlation.tenant == tenant))
     }
+}
+
+/// Where `tenant`'s action `action_id` is kept. Tenant ids hold no `/` (the
+/// configuration refuses one), so the first `/` ends the tenant.
+fn action_key(tenant: &str, action_id: &str) -> String {
+    format!("{tenant}/{action_id}")
 }

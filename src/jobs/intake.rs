@@ -81,7 +81,8 @@ impl Intake {
 
     async fn kaizala_event(&self, tenant: &str, event: KaizalaEvent) -> Result<(), SinkError> {
         let Some((response, time)) = response_of(&event) else {
-            metrics::counter!(IGNORED_TOTAL, "type" => event.event_type.clone()).increment(1);
+            let kind = crate::kaizala::events::type_label(&event.event_type);
+            metrics::counter!(IGNORED_TOTAL, "type" => kind).increment(1);
             return Ok(());
         };
         let job = RecordResponse {

@@ -1,6 +1,11 @@
 //! Writing an answer into the CRM exactly once: the activity's id is derived from the
 //! answer (see `ResponseEvent::source_key`), and the sink's create-only write makes a
 //! second write of it a no-op.
+//!
+//! Only the tenant that reported an answer can have it recorded, and only on its own
+//! action in the action's own group: an answer found under another tenant, or naming
+//! another group than its action's, is dropped at once (a retry cannot make it
+//! right), logged with both sides and counted.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +26,9 @@ use crate::rules::Rules;
 pub const RESPONSES_TOTAL: &str = "kaizala_bridge_responses_total";
 
 /// `kaizala_bridge_events_rejected_total{reason}`: events that were not applied, by
-/// why (`not_ours`: an answer to an action that provably is not the bridge's).
+/// why: `not_ours` (an answer to an action that provably is not the bridge's),
+/// `tenant_mismatch` (reported for one tenant, about another tenant's action),
+/// `group_mismatch` (about an action of the tenant, but naming another group).
 pub const EVENTS_REJECTED_TOTAL: &str = "kaizala_bridge_events_rejected_total";
 
 /// Handles `RecordResponse` jobs.
@@ -101,7 +108,7 @@ impl RecordResponseHandler {
                 // the same survey. Its answers still belong to the record.
                 match self
                     .correlations
-                    .action(&action_id)
+                    .action(&job.tenant, &action_id)
                     .await
                     .map_err(store_failure)?
                 {
@@ -116,7 +123,7 @@ impl RecordResponseHandler {
             }
             _ => return Ok(Unknown::NotOurs),
         };
-        if correlation.tenant != job.tenant {
+        if correlation.tenant != job.tenant || correlation.group != response.group_id {
             return Ok(Unknown::NotOurs);
         }
         // The post's outcome is known now (the key is sent, as this action); a second
@@ -145,24 +152,74 @@ impl RecordResponseHandler {
         self
     }
 
-    async fn record(&self, job: &RecordResponse, attempt: u32) -> Result<(), JobError> {
+    /// The tenant other than `job`'s that `job`'s action belongs to, if any: an
+    /// answer reported for one tenant about another's action.
+    async fn owner_elsewhere(&self, job: &RecordResponse) -> Result<Option<String>, JobError> {
+        let mut tenants: Vec<&str> = self
+            .kaizala
+            .keys()
+            .filter_map(|key| key.split_once('/').map(|(tenant, _)| tenant))
+            .filter(|tenant| *tenant != job.tenant)
+            .collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        for tenant in tenants {
+            let found = self
+                .correlations
+                .action(tenant, &job.response.action_id)
+                .await
+                .map_err(store_failure)?;
+            if found.is_some() {
+                return Ok(Some(tenant.to_string()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// What the answer's action was sent for, when the answer may be recorded:
+    /// `None` (logged and counted) when it is another tenant's action, names another
+    /// group than its action's, or is not ours at all.
+    async fn correlation_of(
+        &self,
+        job: &RecordResponse,
+        attempt: u32,
+    ) -> Result<Option<Correlation>, JobError> {
         let response = &job.response;
         let known = self
             .correlations
-            .action(&response.action_id)
+            .action(&job.tenant, &response.action_id)
             .await
             .map_err(store_failure)?;
-        let correlation = match known {
-            Some(correlation) => correlation,
-            None => match self.resolve_unknown(job).await? {
-                Unknown::Ours(correlation) => *correlation,
-                Unknown::NotOurs => {
-                    tracing::warn!(tenant = %job.tenant, action_id = %response.action_id, group = %response.group_id, attempt, "an answer to an action that is not ours; ignored");
-                    metrics::counter!(RESPONSES_TOTAL, "outcome" => "not_ours").increment(1);
-                    metrics::counter!(EVENTS_REJECTED_TOTAL, "reason" => "not_ours").increment(1);
-                    return Ok(());
+        match known {
+            Some(correlation) if correlation.group != response.group_id => {
+                tracing::warn!(tenant = %job.tenant, action_id = %response.action_id, group = %response.group_id, action_group = %correlation.group, "an answer naming another group than its action's; dropped");
+                reject("group_mismatch");
+                Ok(None)
+            }
+            Some(correlation) => Ok(Some(correlation)),
+            None => {
+                if let Some(owner) = self.owner_elsewhere(job).await? {
+                    tracing::warn!(reported_for = %job.tenant, owner = %owner, action_id = %response.action_id, group = %response.group_id, "an answer reported for one tenant about another tenant's action; dropped");
+                    reject("tenant_mismatch");
+                    return Ok(None);
                 }
-            },
+                match self.resolve_unknown(job).await? {
+                    Unknown::Ours(correlation) => Ok(Some(*correlation)),
+                    Unknown::NotOurs => {
+                        tracing::warn!(tenant = %job.tenant, action_id = %response.action_id, group = %response.group_id, attempt, "an answer to an action that is not ours; ignored");
+                        metrics::counter!(RESPONSES_TOTAL, "outcome" => "not_ours").increment(1);
+                        reject("not_ours");
+                        Ok(None)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn record(&self, job: &RecordResponse, attempt: u32) -> Result<(), JobError> {
+        let response = &job.response;
+        let Some(correlation) = self.correlation_of(job, attempt).await? else {
+            return Ok(());
         };
         let sink = self.sinks.get(&correlation.record.crm).ok_or_else(|| {
             JobError::Permanent(format!(
@@ -182,6 +239,11 @@ impl RecordResponseHandler {
         metrics::counter!(RESPONSES_TOTAL, "outcome" => outcome).increment(1);
         Ok(())
     }
+}
+
+/// Counts an event not applied, by why.
+fn reject(reason: &'static str) {
+    metrics::counter!(EVENTS_REJECTED_TOTAL, "reason" => reason).increment(1);
 }
 
 /// The activity of an answer: the responder and the action in the subject, every

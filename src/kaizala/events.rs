@@ -141,8 +141,8 @@ impl KaizalaEvent {
         };
         let data = parse_data(&event_type, &data, &value)?;
         Ok(KaizalaEvent {
-            event_id: text(top, "", "eventId")?,
-            object_id: text(top, "", "objectId")?,
+            event_id: id(top, "", "eventId")?,
+            object_id: id(top, "", "objectId")?,
             object_type: text(top, "", "objectType")?,
             context: optional_text(top, "context"),
             from_user: optional_text(top, "fromUser"),
@@ -159,6 +159,40 @@ fn text(map: &Map<String, Value>, path: &str, key: &str) -> Result<String, Strin
         Some(Value::String(_)) | None | Some(Value::Null) => Err(format!("{path}{key}: missing")),
         Some(_) => Err(format!("{path}{key}: must be a string")),
     }
+}
+
+/// A Kaizala id: present, a string, and of the shape ids have.
+fn id(map: &Map<String, Value>, path: &str, key: &str) -> Result<String, String> {
+    let value = text(map, path, key)?;
+    crate::model::ids::kaizala_id(&format!("{path}{key}"), &value)?;
+    Ok(value)
+}
+
+/// The `type` label of an event: its type when the bridge knows it, else `other`
+/// (the type is the sender's text; a label per invented type would grow without
+/// bound).
+pub fn type_label(event_type: &str) -> &'static str {
+    const KNOWN: [&str; 14] = [
+        "TextMessageCreated",
+        "AttachmentCreated",
+        "Announcement",
+        "ActionCreated",
+        "SurveyCreated",
+        "JobCreated",
+        "SurveyResponse",
+        "ActionResponse",
+        "JobResponse",
+        "MemberAdded",
+        "MemberRemoved",
+        "GroupAdded",
+        "GroupRemoved",
+        "ReactionAdded",
+    ];
+    KNOWN
+        .iter()
+        .find(|known| **known == event_type)
+        .copied()
+        .unwrap_or("other")
 }
 
 fn optional_text(map: &Map<String, Value>, key: &str) -> String {
@@ -190,10 +224,10 @@ fn parse_data(
             text: optional_text(data, "text"),
         },
         "ActionCreated" | "SurveyCreated" => EventData::ActionCreated {
-            action_id: text(data, d, "actionId")?,
+            action_id: id(data, d, "actionId")?,
         },
         "JobCreated" => EventData::JobCreated {
-            action_id: text(data, d, "actionId")?,
+            action_id: id(data, d, "actionId")?,
             title: optional_text(data, "title"),
             assigned_to: data
                 .get("assignedTo")
@@ -229,9 +263,9 @@ fn parse_data(
                 });
             }
             EventData::Response {
-                action_id: text(data, d, "actionId")?,
-                group_id: text(data, d, "groupId")?,
-                response_id: text(data, d, "responseId")?,
+                action_id: id(data, d, "actionId")?,
+                group_id: id(data, d, "groupId")?,
+                response_id: id(data, d, "responseId")?,
                 responder: optional_text(data, "responder"),
                 responder_name: optional_text(data, "responderName"),
                 is_anonymous: flag(data, "isAnonymous"),
@@ -246,9 +280,9 @@ fn parse_data(
                 .and_then(Value::as_object)
                 .ok_or("data.responseDetails.response: missing")?;
             EventData::JobResponse {
-                action_id: text(data, d, "actionId")?,
-                group_id: text(data, d, "groupId")?,
-                response_id: text(data, d, "responseId")?,
+                action_id: id(data, d, "actionId")?,
+                group_id: id(data, d, "groupId")?,
+                response_id: id(data, d, "responseId")?,
                 assignee: optional_text(response, "assignee"),
                 is_completed: flag(response, "isCompleted"),
             }
@@ -312,5 +346,13 @@ mod tests {
             KaizalaEvent::parse(b"[1]").unwrap_err(),
             "body: must be a JSON object"
         );
+    }
+
+    #[test]
+    fn an_id_of_another_shape_is_refused_by_name() {
+        let err = KaizalaEvent::parse(br#"{"eventType":"SurveyResponse","eventId":"e","objectId":"g","objectType":"Group","data":{"actionId":"../a","groupId":"g","responseId":"r","responseDetails":{"responseWithQuestions":[]}}}"#).unwrap_err();
+        assert!(err.starts_with("data.actionId: must be"), "{err}");
+        assert_eq!(type_label("SurveyResponse"), "SurveyResponse");
+        assert_eq!(type_label("Invented\u{202e}"), "other");
     }
 }

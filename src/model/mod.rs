@@ -1,6 +1,8 @@
 //! Plain domain types both sides share: what a CRM record is, what changed, and the
 //! activity an answer becomes. No I/O, no HTTP, nothing else of the crate.
 
+pub mod ids;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 

@@ -241,5 +241,21 @@ async fn a_sink_failure_is_503_and_bad_bodies_are_400() {
         .send()
         .await
         .unwrap();
-    assert_eq!(other.status(), 404);
+    assert_eq!(
+        other.status(),
+        401,
+        "an unknown source is answered as a wrong key is"
+    );
+    let hostile = json!({ "MessageName": "Create", "PrimaryEntityName": "opportunity", "PrimaryEntityId": "../../x\u{202e}\u{0}" });
+    let response = post(hostile.to_string()).await.unwrap();
+    assert_eq!(response.status(), 400);
+    let error = response.json::<serde_json::Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.starts_with("PrimaryEntityId: must be a GUID"),
+        "{error}"
+    );
+    assert!(!error.contains('\u{202e}'), "shown escaped: {error}");
 }

@@ -28,7 +28,7 @@ use crate::support::kaizala::Sim;
 
 /// Keeps what it is asked to write.
 #[derive(Default)]
-struct Recorded(Mutex<Vec<Activity>>);
+pub(crate) struct Recorded(pub(crate) Mutex<Vec<Activity>>);
 
 impl CrmSink for Recorded {
     fn write_activity<'a>(
@@ -40,15 +40,21 @@ impl CrmSink for Recorded {
     }
 }
 
-struct Bed {
-    client: Arc<KaizalaClient>,
-    correlations: Correlations,
-    sink: Arc<Recorded>,
-    handler: RecordResponseHandler,
+/// A `RecordResponse` handler for CRM `d365`, reading Kaizala as `tenant/app-1`
+/// (every tenant of `tenants`) and writing into [`Recorded`].
+pub(crate) struct Bed {
+    pub(crate) client: Arc<KaizalaClient>,
+    pub(crate) correlations: Correlations,
+    pub(crate) sink: Arc<Recorded>,
+    pub(crate) handler: RecordResponseHandler,
     _dir: tempfile::TempDir,
 }
 
 async fn bed(api_root: &str) -> Bed {
+    bed_for(api_root, &["contoso"]).await
+}
+
+pub(crate) async fn bed_for(api_root: &str, tenants: &[&str]) -> Bed {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&dir.path().join("s.sqlite"))
@@ -73,9 +79,11 @@ async fn bed(api_root: &str) -> Bed {
     let sink = Arc::new(Recorded::default());
     let sinks: HashMap<String, Arc<dyn CrmSink>> =
         HashMap::from([("d365".into(), sink.clone() as _)]);
-    let handler = RecordResponseHandler::new(sinks, correlations.clone()).with_kaizala(
-        HashMap::from([("contoso/app-1".to_string(), client.clone())]),
-    );
+    let clients = tenants
+        .iter()
+        .map(|tenant| (format!("{tenant}/app-1"), client.clone()))
+        .collect();
+    let handler = RecordResponseHandler::new(sinks, correlations.clone()).with_kaizala(clients);
     Bed {
         client,
         correlations,
@@ -85,7 +93,7 @@ async fn bed(api_root: &str) -> Bed {
     }
 }
 
-fn correlation(key: &str) -> Correlation {
+pub(crate) fn correlation(key: &str) -> Correlation {
     Correlation {
         key: key.into(),
         rule: "qualify".into(),
@@ -105,7 +113,7 @@ fn correlation(key: &str) -> Correlation {
 }
 
 /// Posts a survey to g-sales; with `key`, carrying it in an invisible question.
-async fn post_survey(client: &KaizalaClient, key: Option<&str>) -> String {
+pub(crate) async fn post_survey(client: &KaizalaClient, key: Option<&str>) -> String {
     let mut questions = vec![json!({ "title": "Budget?", "type": "Text" })];
     if let Some(key) = key {
         questions.push(json!({ "title": key_marker(key), "type": "Text", "isInvisible": true }));
@@ -119,7 +127,7 @@ async fn post_survey(client: &KaizalaClient, key: Option<&str>) -> String {
         .action_id
 }
 
-fn answer(action_id: &str, tenant: &str) -> RecordResponse {
+pub(crate) fn answer(action_id: &str, tenant: &str) -> RecordResponse {
     RecordResponse {
         tenant: tenant.into(),
         response: ResponseEvent {
@@ -167,7 +175,10 @@ async fn an_answer_before_the_post_was_recorded_lands_at_once_through_the_key_qu
         "the sending job will find its survey sent"
     );
     assert_eq!(
-        bed.correlations.action(&action_id).await.unwrap(),
+        bed.correlations
+            .action("contoso", &action_id)
+            .await
+            .unwrap(),
         Some(sent_for)
     );
 }
@@ -203,7 +214,14 @@ async fn an_answer_to_an_action_without_our_key_is_ignored_and_another_tenants_i
         elsewhere.sink.0.lock().unwrap().is_empty(),
         "nothing written"
     );
-    assert_eq!(elsewhere.correlations.action(&ours).await.unwrap(), None);
+    assert_eq!(
+        elsewhere
+            .correlations
+            .action("fabrikam", &ours)
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]

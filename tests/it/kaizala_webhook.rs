@@ -160,7 +160,7 @@ async fn the_handshake_passes_through_the_real_registration_and_events_arrive() 
 }
 
 #[tokio::test]
-async fn the_validation_echo_is_plain_text_and_only_for_known_tenants() {
+async fn the_validation_echo_is_plain_text_never_sniffed_and_tells_no_tenant_names() {
     let f = fixture().await;
     let response = f
         .app
@@ -171,14 +171,20 @@ async fn the_validation_echo_is_plain_text_and_only_for_known_tenants() {
         .to_str()
         .unwrap()
         .starts_with("text/plain"));
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     assert_eq!(response.text().await.unwrap(), "abc-123");
-    assert_eq!(
-        f.app
-            .get("/webhooks/kaizala/fabrikam?validationToken=abc")
-            .await
-            .status(),
-        404
-    );
+    // No callback token comes with the handshake: every tenant name is answered
+    // alike, so the answer tells a scanner nothing.
+    let unknown = f
+        .app
+        .get("/webhooks/kaizala/fabrikam?validationToken=abc")
+        .await;
+    assert_eq!(unknown.status(), 200);
+    let hostile = f
+        .app
+        .get("/webhooks/kaizala/contoso?validationToken=%3Cscript%3E%0A")
+        .await;
+    assert_eq!(hostile.status(), 400, "a control character is not echoed");
 }
 
 #[tokio::test]
@@ -289,7 +295,18 @@ async fn malformed_oversized_and_misaddressed_deliveries_get_their_status() {
         post("contoso", "x".repeat(8192)).await.unwrap().status(),
         413
     );
-    assert_eq!(post("fabrikam", "{}".into()).await.unwrap().status(), 404);
+    let unknown_tenant = post("fabrikam", "{}".into()).await.unwrap();
+    assert_eq!(
+        unknown_tenant.status(),
+        401,
+        "an unknown tenant is answered as a wrong token is"
+    );
+    assert_eq!(
+        unknown_tenant.json::<Value>().await.unwrap()["error"],
+        "missing or wrong kz-callback-token"
+    );
+    let response = post("bad%20name", "{}".into()).await.unwrap();
+    assert_eq!(response.status(), 400);
     let unknown = json!({ "eventType": "ReactionAdded", "eventId": "r1", "objectId": "g", "objectType": "Group" });
     let response = post("contoso", unknown.to_string()).await.unwrap();
     assert_eq!(

@@ -8,11 +8,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Map, Value};
-use subtle::ConstantTimeEq;
 
 use super::poller::primary_key;
+use crate::config::secret_matches;
 use crate::crm::CrmEventSink;
 use crate::model::{ChangeKind, CrmEvent, CrmRecordRef};
 
@@ -32,10 +32,8 @@ pub struct Source {
 /// Why a call was not taken; each maps to a status.
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiveError {
-    /// No source of this name with a webhook key (404).
-    #[error("no CRM source {0:?} receives webhooks here")]
-    UnknownSource(String),
-    /// Missing or wrong key (401).
+    /// No source of this name with a webhook key, or a missing or wrong key (401
+    /// either way, logged apart, so a scanner learns no source names).
     #[error("missing or wrong webhook key")]
     Unauthorized,
     /// Not a RemoteExecutionContext (400); names the field.
@@ -76,20 +74,19 @@ impl DataverseReceiver {
         header: impl Fn(&str) -> Option<String>,
         body: &[u8],
     ) -> Result<Received, ReceiveError> {
-        let source = self
-            .sources
-            .get(crm)
-            .ok_or_else(|| ReceiveError::UnknownSource(crm.to_string()))?;
+        let Some(source) = self.sources.get(crm) else {
+            tracing::warn!(crm = %crm.escape_debug(), "a Dataverse call for a CRM source that receives no webhooks here; answered 401");
+            return Err(ReceiveError::Unauthorized);
+        };
         let given = match &source.header {
             Some(name) => header(name),
             None => code.map(str::to_string),
         };
-        let given = given.unwrap_or_default();
-        if !bool::from(
-            given
-                .as_bytes()
-                .ct_eq(source.key.expose_secret().as_bytes()),
-        ) {
+        if !secret_matches(given.unwrap_or_default().as_bytes(), &source.key) {
+            tracing::warn!(
+                crm,
+                "a Dataverse call with a missing or wrong webhook key; answered 401"
+            );
             self.count(crm, "unauthorized");
             return Err(ReceiveError::Unauthorized);
         }
@@ -130,8 +127,10 @@ pub fn entity_set_of(logical: &str) -> String {
     }
 }
 
-/// The context as an event; `None` for a message other than Create, Update, Delete.
-fn parse(crm: &str, body: &[u8]) -> Result<Option<CrmEvent>, String> {
+/// A RemoteExecutionContext body as an event for source `crm`; `None` for a message
+/// other than Create, Update, Delete. The error names the field; the record id is
+/// always a GUID in an event it returns.
+pub fn parse(crm: &str, body: &[u8]) -> Result<Option<CrmEvent>, String> {
     let context: Value =
         serde_json::from_slice(body).map_err(|e| format!("body: not valid JSON ({e})"))?;
     let text = |key: &str| {
@@ -149,6 +148,7 @@ fn parse(crm: &str, body: &[u8]) -> Result<Option<CrmEvent>, String> {
     };
     let logical = text("PrimaryEntityName")?;
     let id = text("PrimaryEntityId")?.to_string();
+    crate::model::ids::guid("PrimaryEntityId", &id)?;
     let entity_set = entity_set_of(logical);
     let mut attributes = Map::new();
     // When the payload was too large, Dataverse drops InputParameters: the attributes
