@@ -393,8 +393,9 @@ impl Application {
         let queue = Queue::open(config, store.clone()).await?;
         let gate = crate::ratelimit::for_config(config, store.clone()).await?;
         let clients = crate::kaizala::client::clients(config, store.clone(), Some(gate))?;
-        let correlations =
-            Correlations::new(store.clone()).with_open_for(config.kaizala.response_poll_grace);
+        let correlations = Correlations::new(store.clone())
+            .with_open_for(config.kaizala.response_poll_grace)
+            .with_retention(config.kaizala.correlation_retention);
         let intake = Arc::new(
             Intake::new(queue.clone(), rules.clone()).with_correlations(correlations.clone()),
         );

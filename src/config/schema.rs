@@ -236,6 +236,13 @@ pub struct KaizalaConfig {
     /// How long after its due date an action is still read for late answers.
     #[serde(with = "duration")]
     pub response_poll_grace: Duration,
+    /// How long what the bridge knows of a post (its key's state, what its action
+    /// was sent for) is kept after it was last written. Past it an answer to the
+    /// action is ignored as not ours and the same record event would be sent again,
+    /// so it must outlast every survey's due date plus the grace; it is what keeps
+    /// the state store from growing without end.
+    #[serde(with = "duration")]
+    pub correlation_retention: Duration,
     /// The longest `Retry-After` believed from Kaizala; a longer one (or a hostile
     /// one) is cut to this.
     #[serde(with = "duration")]

@@ -475,10 +475,10 @@ fn debug_of_a_loaded_config_shows_no_secret() {
 }
 
 #[test]
-fn server_limits_are_checked() {
+fn server_limits_and_the_correlation_retention_are_checked() {
     let toml = format!(
         "[server]\nmax_header_bytes = 100\nmax_connections = 0\nheader_read_timeout = \"0s\"\n\
-         {VALID}"
+         [kaizala]\ncorrelation_retention = \"12h\"\n{VALID}"
     );
     let found = problems(&toml);
     assert_has(
@@ -487,4 +487,8 @@ fn server_limits_are_checked() {
     );
     assert_has(&found, "server.max_connections: must be greater than 0");
     assert_has(&found, "server.header_read_timeout: must be longer than 0s");
+    assert_has(
+        &found,
+        "kaizala.correlation_retention: must be longer than kaizala.response_poll_grace (and than any survey's due date plus it)",
+    );
 }

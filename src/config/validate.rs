@@ -27,6 +27,12 @@ pub fn validate(config: &mut Config, cx: &Context, problems: &mut Problems) {
     log(&config.log, problems);
     queue(&mut config.queue, cx, problems);
     outlasts_a_hold(config, problems);
+    if config.kaizala.correlation_retention <= config.kaizala.response_poll_grace {
+        problems.push(
+            "kaizala.correlation_retention",
+            "must be longer than kaizala.response_poll_grace (and than any survey's due date plus it)",
+        );
+    }
     for (key, value) in [
         ("kaizala.request_timeout", config.kaizala.request_timeout),
         ("kaizala.dedup_ttl", config.kaizala.dedup_ttl),

@@ -71,6 +71,8 @@ pub struct Correlation {
 pub struct Correlations {
     store: Arc<dyn Store>,
     open_for: Duration,
+    /// How long each entry lives after its last write; `None`: for good.
+    retention: Option<Duration>,
 }
 
 /// How long past its due date an action stays in the index of open actions when
@@ -83,7 +85,15 @@ impl Correlations {
         Self {
             store,
             open_for: DEFAULT_OPEN_FOR,
+            retention: None,
         }
+    }
+
+    /// Keeps every entry for `retention` after its last write
+    /// (`kaizala.correlation_retention`), so the store stays bounded.
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = Some(retention);
+        self
     }
 
     /// Keeps an action in the index of open actions until `grace` past its due date
@@ -107,7 +117,7 @@ impl Correlations {
     pub async fn set_state(&self, key: &str, state: &PostState) -> Result<(), StoreError> {
         let text = serde_json::to_string(state).expect("plain data serializes");
         self.store
-            .put(namespaces::CORRELATIONS, key, &text, None)
+            .put(namespaces::CORRELATIONS, key, &text, self.retention)
             .await
     }
 
@@ -133,7 +143,7 @@ impl Correlations {
         let text = serde_json::to_string(correlation).expect("plain data serializes");
         let key = action_key(&correlation.tenant, action_id);
         self.store
-            .put(namespaces::ACTIONS, &key, &text, None)
+            .put(namespaces::ACTIONS, &key, &text, self.retention)
             .await?;
         if let Some(due_ms) = correlation.due_ms {
             // The index the answer sweep reads: it expires by itself once the action
@@ -142,7 +152,9 @@ impl Correlations {
                 .saturating_add(self.open_for.as_millis().min(i64::MAX as u128) as i64)
                 .saturating_sub(crate::queue::now_ms())
                 .max(60_000);
+            // Nothing about the action outlives what it was sent for.
             let open_for = Duration::from_millis(open_ms as u64);
+            let open_for = self.retention.map_or(open_for, |kept| open_for.min(kept));
             self.store
                 .put(namespaces::OPEN_ACTIONS, &key, &text, Some(open_for))
                 .await?;
@@ -179,7 +191,7 @@ impl Correlations {
         let text = serde_json::to_string(&correlation).expect("plain data serializes");
         let key = action_key(tenant, action_id);
         self.store
-            .put(namespaces::ACTIONS, &key, &text, None)
+            .put(namespaces::ACTIONS, &key, &text, self.retention)
             .await?;
         self.store.delete(namespaces::OPEN_ACTIONS, &key).await?;
         self.store.delete(namespaces::OPEN_ACTIONS, action_id).await

@@ -243,8 +243,9 @@ impl<'a> Presence<'a> {
 /// How often expired entries are removed from a store that does not expire its own.
 pub const PURGE_EVERY: Duration = Duration::from_secs(300);
 
-/// Removes expired entries (dedup ids, holds, leases, open actions) every
-/// [`PURGE_EVERY`] until `shutdown`, so the SQLite file stops growing with them.
+/// Removes expired entries (dedup ids, holds, leases, open actions, correlations
+/// past `kaizala.correlation_retention`) every [`PURGE_EVERY`] until `shutdown`, so
+/// the SQLite file stops growing with them.
 pub async fn purge_expired(store: &dyn Store, shutdown: CancellationToken) {
     loop {
         match store.purge_expired().await {

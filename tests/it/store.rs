@@ -102,3 +102,58 @@ async fn the_redis_store_keeps_the_contract_and_is_shared_by_replicas() {
         "the other replica sees the claim"
     );
 }
+
+/// The state stays bounded: what the bridge knows of a post lives for
+/// `kaizala.correlation_retention` after its last write, then the purge removes it.
+#[tokio::test]
+async fn correlations_past_their_retention_are_purged() {
+    use kaizala_bridge::jobs::{Correlation, Correlations, PostState};
+    use kaizala_bridge::model::{ActivityKind, CrmRecordRef};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&dir.path().join("s.sqlite"))
+            .await
+            .unwrap(),
+    );
+    let correlations = Correlations::new(store.clone()).with_retention(Duration::from_millis(300));
+    let correlation = Correlation {
+        key: "r/d365/opportunities/1/created".into(),
+        rule: "r".into(),
+        tenant: "contoso".into(),
+        connector: "bot".into(),
+        group: "g-1".into(),
+        title: "t".into(),
+        record: CrmRecordRef {
+            crm: "d365".into(),
+            entity_set: "opportunities".into(),
+            id: "1".into(),
+        },
+        activity: ActivityKind::Task,
+        due_ms: Some(kaizala_bridge::queue::now_ms() + 48 * 3_600_000),
+        polled_out: false,
+    };
+    correlations.sent("a-1", &correlation).await.unwrap();
+    assert!(correlations
+        .action("contoso", "a-1")
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(correlations.open_actions().await.unwrap().len(), 1);
+    assert_eq!(
+        correlations.state(&correlation.key).await.unwrap(),
+        Some(PostState::Sent {
+            action_id: "a-1".into()
+        })
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let purged = store.purge_expired().await.unwrap();
+    assert_eq!(purged, 3, "the key's state, the action and its open entry");
+    assert_eq!(correlations.state(&correlation.key).await.unwrap(), None);
+    assert!(correlations
+        .action("contoso", "a-1")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(correlations.open_actions().await.unwrap().is_empty());
+}
