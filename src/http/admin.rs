@@ -1,16 +1,20 @@
 //! `/admin/...`: the queue and its dead letters over HTTP, for operators and their
-//! tools, behind the bearer token `server.admin_token` (compared in constant time).
+//! tools, behind the bearer token `server.admin_token` (checked once, by the
+//! [`Authorized`] extractor every handler takes).
 //! The same operations as `kaizala-bridge dlq`.
 
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use super::AppState;
+use crate::config::secret_matches;
 use crate::queue::{now_ms, JobKind, Queue, QueueError};
 
 /// What the admin routes work on.
@@ -21,38 +25,37 @@ pub struct Admin {
     pub queue: Queue,
 }
 
-/// Why a request is refused, if it is: 404 when the routes are off, 401 without
-/// the right bearer token.
-fn authorize<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Admin, Box<Response>> {
-    let Some(admin) = state.admin.as_deref() else {
-        return Err(Box::new(
-            (
-                StatusCode::NOT_FOUND,
-                "the admin routes are off (no server.admin_token)\n",
-            )
-                .into_response(),
-        ));
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if bool::from(
-        given
-            .as_bytes()
-            .ct_eq(admin.token.expose_secret().as_bytes()),
-    ) {
-        Ok(admin)
-    } else {
-        Err(Box::new(
-            (
+/// The admin routes' state, for a request that carried the right bearer token:
+/// taking it as a handler's argument is the authorisation. Refused with 404 when the
+/// routes are off, 401 without the right token (compared as digests, in constant
+/// time).
+pub struct Authorized(Arc<Admin>);
+
+impl FromRequestParts<AppState> for Authorized {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Some(admin) = state.admin.clone() else {
+            let off = "the admin routes are off (no server.admin_token)\n";
+            return Err((StatusCode::NOT_FOUND, off).into_response());
+        };
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if secret_matches(given.as_bytes(), &admin.token) {
+            return Ok(Self(admin));
+        }
+        let error =
+            json!({ "error": "Authorization: a bearer token (server.admin_token) is required" });
+        Err((
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(json!({ "error": "Authorization: a bearer token (server.admin_token) is required" })),
+            Json(error),
         )
-            .into_response(),
-        ))
+            .into_response())
     }
 }
 
@@ -66,11 +69,7 @@ fn failed(error: QueueError) -> Response {
 }
 
 /// `GET /admin/jobs`: jobs waiting per queue and the dead-letter count.
-pub async fn jobs(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let admin = match authorize(&state, &headers) {
-        Ok(admin) => admin,
-        Err(refused) => return *refused,
-    };
+pub async fn jobs(Authorized(admin): Authorized) -> Response {
     let now = now_ms();
     let mut queues = serde_json::Map::new();
     for kind in JobKind::ALL {
@@ -94,11 +93,7 @@ pub async fn jobs(State(state): State<AppState>, headers: HeaderMap) -> Response
 }
 
 /// `GET /admin/dead-letters`: every dead letter with its job and last error.
-pub async fn dead_letters(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let admin = match authorize(&state, &headers) {
-        Ok(admin) => admin,
-        Err(refused) => return *refused,
-    };
+pub async fn dead_letters(Authorized(admin): Authorized) -> Response {
     match admin.queue.dead_letters().list().await {
         Ok(letters) => Json(json!({ "dead_letters": letters })).into_response(),
         Err(error) => failed(error.into()),
@@ -106,15 +101,7 @@ pub async fn dead_letters(State(state): State<AppState>, headers: HeaderMap) -> 
 }
 
 /// `POST /admin/dead-letters/{id}/replay`: puts one back as a fresh job.
-pub async fn replay(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let admin = match authorize(&state, &headers) {
-        Ok(admin) => admin,
-        Err(refused) => return *refused,
-    };
+pub async fn replay(Authorized(admin): Authorized, Path(id): Path<String>) -> Response {
     match admin.queue.replay(&id).await {
         Ok(true) => Json(json!({ "replayed": [id] })).into_response(),
         Ok(false) => (
@@ -127,11 +114,7 @@ pub async fn replay(
 }
 
 /// `POST /admin/dead-letters/replay`: puts every dead letter back.
-pub async fn replay_all(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let admin = match authorize(&state, &headers) {
-        Ok(admin) => admin,
-        Err(refused) => return *refused,
-    };
+pub async fn replay_all(Authorized(admin): Authorized) -> Response {
     match admin.queue.replay_all().await {
         Ok(count) => Json(json!({ "replayed": count })).into_response(),
         Err(error) => failed(error),
@@ -139,11 +122,7 @@ pub async fn replay_all(State(state): State<AppState>, headers: HeaderMap) -> Re
 }
 
 /// `DELETE /admin/dead-letters`: forgets every dead letter.
-pub async fn purge(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let admin = match authorize(&state, &headers) {
-        Ok(admin) => admin,
-        Err(refused) => return *refused,
-    };
+pub async fn purge(Authorized(admin): Authorized) -> Response {
     match admin.queue.purge().await {
         Ok(count) => Json(json!({ "purged": count })).into_response(),
         Err(error) => failed(error),
