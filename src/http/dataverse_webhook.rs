@@ -42,17 +42,19 @@ pub async fn receive(
     {
         Ok(Received::Accepted) => Json(serde_json::json!({ "status": "accepted" })).into_response(),
         Ok(Received::Ignored) => Json(serde_json::json!({ "status": "ignored" })).into_response(),
-        Err(error) => {
-            let status = match &error {
-                ReceiveError::Unauthorized => StatusCode::UNAUTHORIZED,
-                ReceiveError::Malformed(_) => StatusCode::BAD_REQUEST,
-                ReceiveError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            (
-                status,
-                Json(serde_json::json!({ "error": error.to_string() })),
-            )
-                .into_response()
-        }
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Each refusal's status, with the error (which names the field) as the body.
+impl IntoResponse for ReceiveError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ReceiveError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ReceiveError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ReceiveError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let body = Json(serde_json::json!({ "error": self.to_string() }));
+        (status, body).into_response()
     }
 }

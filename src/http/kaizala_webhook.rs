@@ -79,15 +79,22 @@ pub async fn receive(
         Ok(Received::Accepted) => Json(json!({ "status": "accepted" })).into_response(),
         Ok(Received::Duplicate) => Json(json!({ "status": "duplicate" })).into_response(),
         Err(error) => {
-            let status = match &error {
-                ReceiveError::Unauthorized => StatusCode::UNAUTHORIZED,
-                ReceiveError::Malformed(_) => StatusCode::BAD_REQUEST,
-                ReceiveError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            if status == StatusCode::SERVICE_UNAVAILABLE {
+            if matches!(error, ReceiveError::Unavailable(_)) {
                 tracing::warn!(%error, tenant, "a Kaizala event could not be taken; Kaizala will deliver it again");
             }
-            (status, Json(json!({ "error": error.to_string() }))).into_response()
+            error.into_response()
         }
+    }
+}
+
+/// Each refusal's status, with the error (which names the field) as the body.
+impl IntoResponse for ReceiveError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ReceiveError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ReceiveError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ReceiveError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
     }
 }
