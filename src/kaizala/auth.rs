@@ -185,12 +185,8 @@ impl TokenManager {
             .header("refreshToken", refresh.expose())
             .send()
             .await?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            let retry_after =
-                crate::retry_after::from_headers(response.headers(), self.max_retry_after);
-            let text = response.text().await.unwrap_or_default();
-            return Err(KaizalaError::from_status(status, retry_after, &text));
+        if response.status().as_u16() != 200 {
+            return Err(KaizalaError::from_response(response, self.max_retry_after).await);
         }
         let answer: AccessTokenResponse = response.json().await?;
         metrics::counter!(TOKEN_REFRESHES_TOTAL, "connector" => self.credentials.key.clone())

@@ -401,10 +401,7 @@ impl KaizalaClient {
                         .map_err(|e| KaizalaError::Protocol(format!("{label}: {e}")));
                 }
                 _ => {
-                    let retry_after =
-                        crate::retry_after::from_headers(response.headers(), self.max_retry_after);
-                    let text = response.text().await.unwrap_or_default();
-                    let error = KaizalaError::from_status(status, retry_after, &text);
+                    let error = KaizalaError::from_response(response, self.max_retry_after).await;
                     if status == 429 {
                         metrics::counter!(THROTTLED_TOTAL, "connector" => self.key.clone())
                             .increment(1);

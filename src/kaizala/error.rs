@@ -66,6 +66,17 @@ impl KaizalaError {
         }
     }
 
+    /// The error for a failed answer, read whole: its status, its `Retry-After`
+    /// (believed up to `max_retry_after`) and its body's message. The one place an
+    /// unsuccessful Kaizala answer becomes an error, for the client and the token
+    /// fetch alike.
+    pub async fn from_response(response: reqwest::Response, max_retry_after: Duration) -> Self {
+        let status = response.status().as_u16();
+        let retry_after = crate::retry_after::from_headers(response.headers(), max_retry_after);
+        let text = response.text().await.unwrap_or_default();
+        Self::from_status(status, retry_after, &text)
+    }
+
     /// The error for an answer with `status` and body `text`.
     pub fn from_status(status: u16, retry_after: Option<Duration>, text: &str) -> Self {
         let message = serde_json::from_str::<serde_json::Value>(text)
