@@ -7,8 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use kaizala_bridge::cli::{Cli, Command, SimService, EXIT_USAGE};
 use kaizala_bridge::commands;
-use kaizala_bridge::config::Config;
-use kaizala_bridge::telemetry;
+use kaizala_bridge::{app, telemetry};
 
 fn main() -> ExitCode {
     let code = dispatch();
@@ -34,8 +33,9 @@ fn dispatch() -> ExitCode {
     let env: HashMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
-    let config = match Config::load(cli.config.as_deref(), &env) {
-        Ok(config) => config,
+    // The configuration and its rules, checked together: every problem in one go.
+    let config = match app::load_config(cli.config.as_deref(), &env) {
+        Ok(loaded) => loaded.config,
         Err(error) => {
             eprintln!("kaizala-bridge: {error}");
             return ExitCode::from(EXIT_USAGE);

@@ -38,7 +38,10 @@ use crate::store::{Presence, Store};
 use crate::tasks::Tasks;
 use crate::{shutdown, telemetry};
 
+mod load;
 pub mod loops;
+
+pub use load::{load_config, Loaded};
 use secrecy::SecretString;
 
 /// The service could not start or failed while running.

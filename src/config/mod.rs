@@ -35,21 +35,36 @@ impl Config {
     ///
     /// `env` is the environment to read (pass `std::env::vars().collect()`); taking it
     /// as a map lets tests load configurations without touching the process's.
+    ///
+    /// This checks shape, ranges, references and secrets. The rules' templates and
+    /// filters are compiled apart (`app::load_config` does both and merges the
+    /// problems), so the configuration imports nothing of the crate.
     pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
-        let tree = load::merged_tree(file, env).map_err(|problems| ConfigError { problems })?;
+        match Self::load_with_problems(file, env) {
+            (Some(config), problems) if problems.is_empty() => Ok(config),
+            (_, problems) => Err(ConfigError { problems }),
+        }
+    }
+
+    /// Like [`Config::load`], but returns what could be read together with every
+    /// problem found, so a caller can check more (the rules' templates) and report
+    /// it all in one go. `None` when the file could not be read into the types at all.
+    pub fn load_with_problems(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> (Option<Config>, Problems) {
+        let tree = match load::merged_tree(file, env) {
+            Ok(tree) => tree,
+            Err(problems) => return (None, problems),
+        };
         let mut problems = Problems::default();
-        let config = load::deserialize_all(tree, &mut problems);
-        let Some(mut config) = config else {
-            return Err(ConfigError { problems });
+        let Some(mut config) = load::deserialize_all(tree, &mut problems) else {
+            return (None, problems);
         };
         let base_dir = file.and_then(Path::parent).unwrap_or(Path::new("."));
         let cx = validate::Context { base_dir, env };
         validate::validate(&mut config, &cx, &mut problems);
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError { problems })
-        }
+        (Some(config), problems)
     }
 }
 

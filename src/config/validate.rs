@@ -327,17 +327,6 @@ fn rule(
         None => problems.push(format!("{path}.target"), "missing"),
     }
     action(&format!("{path}.action"), rule, cx, problems);
-    if !problems.covers_any(path) {
-        let select = rule
-            .trigger
-            .as_ref()
-            .and_then(|t| crm.iter().find(|c| c.id == t.crm))
-            .map(|c| c.select.clone())
-            .unwrap_or_default();
-        for problem in crate::rules::check(path, rule, &select) {
-            problems.push(problem.0, problem.1);
-        }
-    }
     match &rule.write_back {
         Some(write_back) => {
             required(

@@ -300,22 +300,26 @@ fn compile_rule(
     }
 }
 
-/// The template problems of one rule (its action file and write-back), for the
-/// configuration's validation; `select` is what its CRM source fetches.
-pub fn check(path: &str, rule: &RuleConfig, select: &[String]) -> Vec<RuleProblem> {
-    let mut templates = Templates::new();
-    compile_rule(path, rule, select, &mut templates)
-        .err()
-        .unwrap_or_default()
-}
-
 impl Rules {
     /// Compiles every rule of a validated configuration.
     pub fn compile(config: &Config) -> Result<Self, Problems> {
+        Self::compile_where(config, |_| true)
+    }
+
+    /// Compiles the rules whose path (`rules[i]`) `include` takes, leaving out those
+    /// the configuration's own checks already found wrong (their template problems
+    /// would only repeat the shape's).
+    pub fn compile_where(
+        config: &Config,
+        include: impl Fn(&str) -> bool,
+    ) -> Result<Self, Problems> {
         let mut templates = Templates::new();
         let mut rules = Vec::new();
         let mut problems = Problems::default();
         for (i, rule) in config.rules.iter().enumerate() {
+            if !include(&format!("rules[{i}]")) {
+                continue;
+            }
             let select = rule
                 .trigger
                 .as_ref()

@@ -49,6 +49,14 @@ fn select() -> Vec<String> {
         .to_vec()
 }
 
+/// The template problems of one rule, as `Rules::compile` reports them.
+fn check(path: &str, rule: &RuleConfig, select: &[String]) -> Vec<RuleProblem> {
+    let mut templates = Templates::new();
+    compile_rule(path, rule, select, &mut templates)
+        .err()
+        .unwrap_or_default()
+}
+
 const SURVEY: &str = "action_type = \"Survey\"\ntitle = \"Qualify {{ name }}\"\n[[questions]]\ntitle = \"Budget?\"\ntype = \"SingleOption\"\noptions = [\"Yes\", \"No\"]\n";
 
 #[test]

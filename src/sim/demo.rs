@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Application;
-use crate::config::Config;
 use crate::sim::dataverse::{DataverseSim, ServiceEndpoint};
 use crate::sim::kaizala::KaizalaSim;
 use crate::sim::people::{Cast, People};
@@ -378,8 +377,9 @@ async fn run_in(
 
     let port = free_port()?;
     let file = write_config(dir, &kaizala_url, &dataverse_url, port)?;
-    let config = Config::load(Some(&file), &HashMap::new())
-        .map_err(|e| fail("the demo configuration")(&e))?;
+    let config = crate::app::load_config(Some(&file), &HashMap::new())
+        .map_err(|e| fail("the demo configuration")(&e))?
+        .config;
     let app = Application::build(&config)
         .await
         .map_err(|e| fail("cannot start the bridge")(&e))?;

@@ -119,6 +119,32 @@ fn check_config_names_all_three_mistakes_and_exits_2() {
 }
 
 #[test]
+fn check_config_lists_the_configuration_s_and_the_rules_problems_together() {
+    // The configuration's own checks and the compiled rules report in one list; a
+    // rule whose shape is wrong is not compiled on top (its problems would repeat).
+    let toml = format!(
+        "{}\n[[rules]]\nid = \"r2\"\naction = \"survey.toml\"\n[rules.trigger]\ncrm = \"d365\"\n\
+         entity = \"opportunities\"\non = \"created\"\nfilter = \"estimatedvalue >\"\n[rules.target]\n\
+         tenant = \"contoso\"\nconnector = \"bot\"\ngroup = \"g-1\"\n[rules.write_back]\nsubject = \"s\"\n\
+         description = \"{{{{ responder.nmae }}\"\n",
+        BASE.replace("[log]", "[log]\ncolour = \"always\"")
+    );
+    let dir = ConfigDir::new(&toml);
+    let file = dir.file().display().to_string();
+    let (code, stdout, stderr) = output(&mut bridge(&["check-config", "--config", &file]));
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("\nlog.colour: unknown key"), "{stderr}");
+    assert!(
+        stderr.contains("\nrules[1].trigger.filter: at column"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("\nrules[1].write_back.description"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_missing_config_file_exits_2_for_every_command() {
     for command in ["check-config", "run"] {
         let (code, _, stderr) = output(&mut bridge(&[
