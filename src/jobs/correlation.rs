@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ActivityKind, CrmRecordRef};
+pub use crate::model::Correlation;
 use crate::store::{namespaces, Store, StoreError};
 
 /// Where a post stands.
@@ -36,34 +36,6 @@ pub enum PostState {
         /// The Kaizala action id.
         action_id: String,
     },
-}
-
-/// What an action of ours was sent for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Correlation {
-    /// The idempotency key.
-    pub key: String,
-    /// The rule.
-    pub rule: String,
-    /// Tenant and connector that sent it.
-    pub tenant: String,
-    /// Connector.
-    pub connector: String,
-    /// The group.
-    pub group: String,
-    /// The action's title, for the activity.
-    pub title: String,
-    /// The record.
-    pub record: CrmRecordRef,
-    /// What answers become.
-    pub activity: ActivityKind,
-    /// When the action stops taking answers (epoch ms), when known: response polling
-    /// reads it until then plus a grace period.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub due_ms: Option<i64>,
-    /// Response polling is done with it (past due and grace).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub polled_out: bool,
 }
 
 /// Correlations in the state store (shared by replicas on Redis).

@@ -9,53 +9,17 @@ pub mod intake;
 pub mod record_response;
 pub mod send_action;
 
-use serde::{Deserialize, Serialize};
-
-use crate::model::{ActivityKind, CrmRecordRef, ResponseEvent};
 use crate::queue::{Job, JobError, JobKind};
 
-pub use correlation::{Correlation, Correlations, PostState};
+pub use crate::model::{Correlation, RecordResponse, SendAction};
+pub use correlation::{Correlations, PostState};
 pub use hold::Holds;
 pub use intake::Intake;
 pub use record_response::RecordResponseHandler;
 pub use send_action::SendActionHandler;
 
-/// Post an action to a Kaizala group for a CRM record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SendAction {
-    /// The rule that produced it.
-    pub rule: String,
-    /// Kaizala tenant.
-    pub tenant: String,
-    /// Connector within the tenant.
-    pub connector: String,
-    /// The group to post to.
-    pub group: String,
-    /// The rendered request body (`actionType`, `actionBody`).
-    pub action: serde_json::Value,
-    /// Unique per (rule, record, event): the survey carries it in an invisible
-    /// question and the correlation store is keyed by it.
-    pub idempotency_key: String,
-    /// The CRM record it is about.
-    pub record: CrmRecordRef,
-    /// What each answer becomes in the CRM.
-    pub activity: ActivityKind,
-}
-
 impl Job for SendAction {
     const KIND: JobKind = JobKind::SendAction;
-}
-
-/// Write an answer into the CRM.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecordResponse {
-    /// Kaizala tenant whose webhook or poll reported it.
-    pub tenant: String,
-    /// The answer.
-    pub response: ResponseEvent,
-    /// When it was given (RFC 3339), for the activity's templates.
-    #[serde(default)]
-    pub time: String,
 }
 
 impl Job for RecordResponse {

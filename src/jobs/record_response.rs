@@ -17,7 +17,7 @@ use super::{
 };
 use crate::crm::CrmSink;
 use crate::kaizala::KaizalaClient;
-use crate::model::{Activity, ResponseEvent};
+use crate::model::Activity;
 use crate::queue::{Handler, HandlerFuture, JobError};
 use crate::rules::Rules;
 
@@ -229,7 +229,7 @@ impl RecordResponseHandler {
         })?;
         let activity = match &self.rules {
             Some(rules) => rules.activity(&correlation, response, &job.time),
-            None => default_activity(&correlation, response),
+            None => Activity::summary(&correlation, response),
         };
         let written = sink.write_activity(&activity).await.map_err(crm_failure)?;
         let outcome = match written {
@@ -244,30 +244,6 @@ impl RecordResponseHandler {
 /// Counts an event not applied, by why.
 fn reject(reason: &'static str) {
     metrics::counter!(EVENTS_REJECTED_TOTAL, "reason" => reason).increment(1);
-}
-
-/// The activity of an answer: the responder and the action in the subject, every
-/// question and answer in the description.
-pub fn default_activity(correlation: &Correlation, response: &ResponseEvent) -> Activity {
-    let who = if response.responder_name.is_empty() {
-        "Someone"
-    } else {
-        &response.responder_name
-    };
-    let mut description = String::new();
-    for answered in &response.answers {
-        description.push_str(&format!("{}: {}\n", answered.question, answered.answer));
-    }
-    if !response.responder.is_empty() {
-        description.push_str(&format!("\nAnswered by {who} ({})", response.responder));
-    }
-    Activity {
-        kind: correlation.activity,
-        regarding: correlation.record.clone(),
-        subject: format!("{who} answered \"{}\"", correlation.title),
-        description,
-        source_key: response.source_key(),
-    }
 }
 
 impl Handler<RecordResponse> for RecordResponseHandler {

@@ -2,6 +2,9 @@
 //! activity an answer becomes. No I/O, no HTTP, nothing else of the crate.
 
 pub mod ids;
+mod payload;
+
+pub use payload::{Correlation, RecordResponse, SendAction};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -14,8 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Map, Value};
 
 use crate::config::{Config, Problems, RuleConfig, TriggerEvent};
-use crate::jobs::{Correlation, SendAction};
-use crate::model::{Activity, ActivityKind, ChangeKind, CrmEvent, ResponseEvent};
+use crate::model::{
+    Activity, ActivityKind, ChangeKind, Correlation, CrmEvent, ResponseEvent, SendAction,
+};
 pub use action::{ActionKind, ActionTemplate};
 pub use filter::Filter;
 pub use template::{TemplateId, Templates};
@@ -456,7 +457,7 @@ impl Rules {
         response: &ResponseEvent,
         time: &str,
     ) -> Activity {
-        let fallback = || crate::jobs::record_response::default_activity(correlation, response);
+        let fallback = || Activity::summary(correlation, response);
         let Some(rule) = self.rules.iter().find(|r| r.id == correlation.rule) else {
             return fallback();
         };
