@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::crm::dataverse::poller::{poll_once, PollError, Watch};
-use crate::crm::dataverse::{DataverseError, WebApi};
-use crate::crm::CrmEventSink;
+use crate::crm::{CrmError, CrmEventSink, CrmSource};
 use crate::jobs::Correlations;
 use crate::kaizala::poll::{
     poll_once as poll_responses, Outstanding, PollError as PollResponsesError,
@@ -88,19 +86,17 @@ async fn poll_lag_seconds(store: &dyn Store, crm: &str, own_ms: i64) -> f64 {
     (now_ms() - last).max(0) as f64 / 1000.0
 }
 
-/// One CRM source's polling: its Web API, its watched entity sets, and where events go.
+/// One CRM source's polling: the source, how often, and where events go.
 pub struct CrmPolling {
     /// The `[[crm]]` id.
     pub crm: String,
-    /// Its Web API.
-    pub api: Arc<WebApi>,
-    /// One watch per entity set.
-    pub watches: Vec<Watch>,
+    /// What reads its changes.
+    pub source: Arc<dyn CrmSource>,
     /// `crm[].poll_interval`.
     pub interval: Duration,
     /// Where events go (the rules and the queue).
     pub sink: Arc<dyn CrmEventSink>,
-    /// Delta links and the lease.
+    /// The lease and the time of the last poll.
     pub store: Arc<dyn Store>,
     /// This process's name in the lease.
     pub holder: String,
@@ -147,35 +143,29 @@ pub async fn poll_crm(polling: Arc<CrmPolling>, shutdown: CancellationToken) {
     }
 }
 
-/// One pass over every watch of the source; on failure, `Some(wait)` when the CRM
-/// asked to be left alone that long (a 429), `None` for any other failure.
+/// One pass over the source; on failure, `Some(wait)` when the CRM asked to be left
+/// alone that long (a 429), `None` for any other failure.
 async fn poll_watches(polling: &CrmPolling) -> Result<(), Option<Duration>> {
-    for watch in &polling.watches {
-        match poll_once(
-            &polling.api,
-            polling.store.as_ref(),
-            polling.sink.as_ref(),
-            watch,
-        )
-        .await
-        {
-            Ok(report) if report.events > 0 || report.baseline => tracing::info!(
-                crm = %polling.crm, entity_set = %watch.entity_set,
-                events = report.events, baseline = report.baseline, expired = report.expired,
-                "CRM changes read"
-            ),
-            Ok(_) => {}
-            Err(PollError::Dataverse(DataverseError::Throttled { retry_after, .. })) => {
-                tracing::warn!(crm = %polling.crm, ?retry_after, "Dataverse throttled the poll; waiting it out");
-                return Err(Some(retry_after));
+    match polling.source.poll(polling.sink.as_ref()).await {
+        Ok(tables) => {
+            for table in tables.iter().filter(|t| t.events > 0 || t.baseline) {
+                tracing::info!(
+                    crm = %polling.crm, entity_set = %table.table,
+                    events = table.events, baseline = table.baseline, expired = table.expired,
+                    "CRM changes read"
+                );
             }
-            Err(error) => {
-                tracing::warn!(crm = %polling.crm, entity_set = %watch.entity_set, %error, "polling the CRM failed; trying again");
-                return Err(None);
-            }
+            Ok(())
+        }
+        Err(CrmError::Throttled { retry_after }) => {
+            tracing::warn!(crm = %polling.crm, ?retry_after, "the CRM throttled the poll; waiting it out");
+            Err(Some(retry_after))
+        }
+        Err(error) => {
+            tracing::warn!(crm = %polling.crm, %error, "polling the CRM failed; trying again");
+            Err(None)
         }
     }
-    Ok(())
 }
 
 /// One tenant's response polling: a client per connector and the receiver whose

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 
 use crate::config::{BaselineMode, Config, CrmConfig, QueueBackend, ResponseMode};
 use crate::crm::dataverse::poller::{Baseline, Watch};
+use crate::crm::dataverse::source::DataverseSource;
 use crate::crm::dataverse::webhook::{DataverseReceiver, Source as WebhookSource};
 use crate::crm::dataverse::{DataverseSink, EntraCredentials, WebApi};
 use crate::crm::CrmEventSink;
@@ -437,10 +438,10 @@ impl Application {
                 })
                 .collect();
             if crm.poll && !watches.is_empty() {
+                let source = DataverseSource::new(api, watches, store.clone());
                 crm_polls.push(loops::CrmPolling {
                     crm: crm.id.clone(),
-                    api,
-                    watches,
+                    source: Arc::new(source),
                     interval: crm.poll_interval,
                     sink: intake.clone(),
                     store: store.clone(),

@@ -21,6 +21,31 @@ pub trait CrmEventSink: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
 }
 
+/// A CRM source the bridge reads changes from (Dataverse: change tracking of each
+/// watched table). The poll loop knows only this: it never sees a vendor's errors.
+pub trait CrmSource: Send + Sync {
+    /// Reads what changed since the last pass and hands each change to `sink`,
+    /// advancing the source's position only past what `sink` took. A throttled pass
+    /// fails with [`CrmError::Throttled`], to be waited out.
+    fn poll<'a>(
+        &'a self,
+        sink: &'a dyn CrmEventSink,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<TablePoll>, CrmError>> + Send + 'a>>;
+}
+
+/// What one pass read of one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePoll {
+    /// The table (entity set).
+    pub table: String,
+    /// Changes handed on.
+    pub events: usize,
+    /// Whether this pass took a baseline (the first, or after an expired position).
+    pub baseline: bool,
+    /// Whether the source's position had expired, forcing that baseline.
+    pub expired: bool,
+}
+
 /// Where answers are written.
 pub trait CrmSink: Send + Sync {
     /// Writes `activity` once: writing the same activity again changes nothing.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use kaizala_bridge::app::loops::{poll_crm, CrmPolling};
 use kaizala_bridge::config::Secret;
 use kaizala_bridge::crm::dataverse::poller::{Baseline, CrmEventSink, Watch};
+use kaizala_bridge::crm::dataverse::source::DataverseSource;
 use kaizala_bridge::crm::dataverse::{EntraCredentials, WebApi};
 use kaizala_bridge::model::CrmEvent;
 use kaizala_bridge::sim::dataverse::SimOptions;
@@ -47,15 +48,15 @@ fn polling(dv: &Dv, store: Arc<dyn Store>, sink: Arc<Collect>, holder: &str) -> 
         Duration::from_secs(5),
     )
     .unwrap();
+    let watches = vec![Watch {
+        crm: "d365".into(),
+        entity_set: "opportunities".into(),
+        select: vec!["name".into()],
+        baseline: Baseline::ExistingAsNew,
+    }];
     CrmPolling {
         crm: "d365".into(),
-        api: Arc::new(api),
-        watches: vec![Watch {
-            crm: "d365".into(),
-            entity_set: "opportunities".into(),
-            select: vec!["name".into()],
-            baseline: Baseline::ExistingAsNew,
-        }],
+        source: Arc::new(DataverseSource::new(Arc::new(api), watches, store.clone())),
         interval: Duration::from_millis(100),
         sink,
         store,

@@ -6,6 +6,7 @@ pub mod client;
 pub mod error;
 pub mod poller;
 pub mod sink;
+pub mod source;
 pub mod webhook;
 
 pub use auth::EntraCredentials;
