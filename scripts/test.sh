@@ -54,5 +54,7 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
+echo "==> cargo check --no-default-features (the production build without the emulators)"
+cargo check --no-default-features --locked --bins --lib
 echo "==> cargo test"
 cargo test --locked

@@ -40,6 +40,7 @@ pub enum Command {
     Run,
     /// The whole loop on this machine: both emulators and the bridge in-process, on
     /// the embedded SQLite queue, with sample opportunities and people answering.
+    #[cfg(feature = "sim")]
     Demo {
         /// Leave everything running after the summary and print the URLs.
         #[arg(long)]
@@ -66,6 +67,7 @@ pub enum Command {
         action: DlqAction,
     },
     /// Run an emulator of an external service standalone, to try the bridge by hand.
+    #[cfg(feature = "sim")]
     Sim {
         /// Which service.
         #[command(subcommand)]

@@ -11,6 +11,8 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod crm;
+#[cfg(feature = "sim")]
+pub mod demo;
 pub mod http;
 pub mod jobs;
 pub mod kaizala;
@@ -21,6 +23,7 @@ pub mod readiness;
 pub mod retry_after;
 pub mod rules;
 pub mod shutdown;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
 pub mod systemd;

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 
 use clap::Parser;
-use kaizala_bridge::cli::{Cli, Command, SimService, EXIT_USAGE};
+#[cfg(feature = "sim")]
+use kaizala_bridge::cli::SimService;
+use kaizala_bridge::cli::{Cli, Command, EXIT_USAGE};
 use kaizala_bridge::commands;
 use kaizala_bridge::{app, telemetry};
 
@@ -19,6 +21,7 @@ fn main() -> ExitCode {
 fn dispatch() -> ExitCode {
     let cli = Cli::parse();
     // These need no bridge configuration, so a broken one does not stop them.
+    #[cfg(feature = "sim")]
     match &cli.command {
         Command::Sim {
             service: SimService::Kaizala(args),
@@ -47,6 +50,7 @@ fn dispatch() -> ExitCode {
         Command::Webhooks { action } => commands::webhooks::execute(&config, &action),
         Command::Auth { action } => commands::auth::execute(&config, &action),
         Command::Dlq { action } => commands::dlq::execute(&config, &action),
+        #[cfg(feature = "sim")]
         Command::Sim { .. } | Command::Demo { .. } => {
             unreachable!("dispatched before the configuration is loaded")
         }

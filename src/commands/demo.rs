@@ -7,9 +7,9 @@ use crate::cli::{EXIT_OK, EXIT_RUNTIME};
 
 /// `demo`: the whole loop against the built-in emulators; it needs no configuration.
 pub fn execute(keep_running: bool) -> ExitCode {
-    let options = crate::sim::demo::DemoOptions { keep_running };
+    let options = crate::demo::DemoOptions { keep_running };
     let ran = until_signal("warn", |stop| async move {
-        crate::sim::demo::run(options, stop)
+        crate::demo::run(options, stop)
             .await
             .map_err(|e| format!("demo: {e}"))
     });

@@ -5,9 +5,11 @@
 
 pub mod auth;
 pub mod check_config;
+#[cfg(feature = "sim")]
 pub mod demo;
 pub mod dlq;
 pub mod run;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod webhooks;
 

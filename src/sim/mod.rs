@@ -8,7 +8,6 @@
 
 pub mod clock;
 pub mod dataverse;
-pub mod demo;
 pub mod faults;
 pub mod kaizala;
 pub mod people;
