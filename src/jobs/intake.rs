@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -14,6 +13,7 @@ use super::{Correlations, RecordResponse};
 use crate::crm::CrmEventSink;
 use crate::kaizala::events::Answer;
 use crate::kaizala::{EventData, EventSink, KaizalaEvent, SinkError};
+use crate::model::time::rfc3339_from_ms;
 use crate::model::{AnsweredQuestion, CrmEvent, ResponseEvent};
 use crate::queue::Queue;
 use crate::rules::{Decision, Rules};
@@ -120,11 +120,9 @@ pub fn response_of(event: &KaizalaEvent) -> Option<(ResponseEvent, String)> {
         .and_then(|a| a.value.as_i64());
     // A time RFC 3339 cannot show (past the year 9999: a value in µs, say) is not
     // believed; the answer is recorded with the time it arrived.
-    const LAST_MS: i64 = 253_402_300_799_000;
-    let time = given_ms
-        .filter(|ms| (0..=LAST_MS).contains(ms))
-        .and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms as u64)))
-        .unwrap_or_else(std::time::SystemTime::now);
+    let time = given_ms.and_then(rfc3339_from_ms).unwrap_or_else(|| {
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+    });
     let response = ResponseEvent {
         action_id: action_id.clone(),
         group_id: group_id.clone(),
@@ -141,10 +139,7 @@ pub fn response_of(event: &KaizalaEvent) -> Option<(ResponseEvent, String)> {
             })
             .collect(),
     };
-    Some((
-        response,
-        humantime::format_rfc3339_seconds(time).to_string(),
-    ))
+    Some((response, time))
 }
 
 /// An answer as text: options joined with ", ", numbers as written, a place as

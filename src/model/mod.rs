@@ -3,6 +3,7 @@
 
 pub mod ids;
 mod payload;
+pub mod time;
 
 pub use payload::{Correlation, RecordResponse, SendAction};
 
