@@ -18,10 +18,10 @@ use super::{GateError, GateFuture, Quota, RateGate, WAIT_SECONDS};
 /// Returns `{0, wait}` while a key is paused (a 429): nothing is reserved, ask again
 /// after `wait` µs. Otherwise it finds, in every calendar at once, the earliest time
 /// at least one interval away from every other reservation of each key. When that time
-/// is within one grid interval it reserves it and returns `{1, wait}`: the call may go
-/// in `wait` µs, without asking again. When it is further off it reserves nothing and
-/// returns `{0, wait}` to ask again when it is near, so that only slots about to be
-/// used are ever held by a caller that may die.
+/// is within the horizon (a grid interval, at least 250 ms) it reserves it and returns
+/// `{1, wait}`: the call may go in `wait` µs, without asking again. When it is further
+/// off it reserves nothing and returns `{0, wait}` to ask again when it is near, so
+/// that only slots about to be used are ever held by a caller that may die.
 ///
 /// A calendar rather than one "next free time" per key: a call held back by its
 /// connector's quota must not push the tenant's next free time past slots that other
@@ -41,6 +41,11 @@ for i = 1, n do
 end
 if pause > 0 then return {0, pause} end
 local grid = tonumber(ARGV[n])
+-- How far ahead a slot is reserved: a tenant interval, and never less than 250 ms,
+-- so the reservation's round trip (late on a loaded host) never makes the call late
+-- for its slot; a late call and an on-time one a window later could meet in
+-- Kaizala's window.
+local horizon = math.max(grid, 250000)
 local function snap(at)
   return math.ceil(at / grid) * grid
 end
@@ -66,11 +71,11 @@ for _, at in ipairs(candidates) do
         break
       end
     end
-    if free and at - now > grid then
-      -- Not due within one interval of the tenant: reserve nothing yet and ask again
-      -- when it is. A slot reserved long ahead is lost if its caller dies while it
-      -- waits (a replica killed with attempts waiting), which leaves the quota idle.
-      return {0, at - now - grid}
+    if free and at - now > horizon then
+      -- Not due within the horizon: reserve nothing yet and ask again when it is. A
+      -- slot reserved long ahead is lost if its caller dies while it waits (a replica
+      -- killed with attempts waiting), which leaves the quota idle.
+      return {0, at - now - horizon}
     end
     if free then
       local member = string.format('%.0f', at)

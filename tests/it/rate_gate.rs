@@ -239,7 +239,7 @@ async fn callers_that_die_waiting_leave_no_slots_reserved_ahead() {
         .query_async(&mut connection)
         .await
         .unwrap();
-    // The permit taken, and at most the next slot (due within one interval); without
+    // The permit taken, and at most the next slot (due within the horizon); without
     // the rule the 8 dead callers would hold 8 more.
     assert!(
         reserved <= 2,
