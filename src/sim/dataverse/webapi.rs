@@ -170,7 +170,7 @@ fn odata(status: StatusCode, body: Value) -> Response {
 }
 
 fn iso(ms: i64) -> String {
-    crate::model::time::rfc3339_from_ms(ms).unwrap_or_default()
+    crate::sim::clock::rfc3339(ms)
 }
 
 /// Adds a row (used by the seed and by creates); returns its id.

@@ -98,7 +98,7 @@ fn typed(column: &str, value: &Value) -> Value {
 }
 
 fn parse_iso(text: &str) -> Option<i64> {
-    crate::model::time::ms_from_rfc3339(text)
+    crate::sim::clock::parse_rfc3339(text)
 }
 
 fn context(

@@ -404,7 +404,7 @@ fn summary(action: &Action) -> Value {
 }
 
 fn rfc3339(ms: i64) -> String {
-    crate::model::time::rfc3339_from_ms(ms).unwrap_or_default()
+    crate::sim::clock::rfc3339(ms)
 }
 
 /// Query of `GET /groups/{g}/actions`.
