@@ -73,7 +73,7 @@ fn job(n: usize) -> SendAction {
         action: json!({ "actionType": "Survey", "actionBody": {
             "title": format!("Deal {n}"), "dueDate": 48, "isAnonymous": false, "isSenderOnly": false,
             "acceptMultipleResponses": false, "questions": [{ "title": "Budget?", "type": "Text" }] } }),
-        idempotency_key: format!("bench/{n}"),
+        idempotency_key: format!("bench/{n}").into(),
         record: CrmRecordRef {
             crm: "d365".into(),
             entity_set: "opportunities".into(),

@@ -14,6 +14,7 @@ pub mod crm;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod http;
+pub mod idempotency;
 pub mod jobs;
 pub mod kaizala;
 pub mod model;

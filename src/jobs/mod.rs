@@ -3,17 +3,14 @@
 //! the CRM once. Both are idempotent, so the queue's at-least-once delivery adds up to
 //! exactly-once effects (DESIGN.md, Delivery guarantees).
 
-pub mod correlation;
-pub mod hold;
 pub mod intake;
 pub mod record_response;
 pub mod send_action;
 
 use crate::queue::{Job, JobError, JobKind};
 
+pub use crate::idempotency::{Correlations, Holds, PostState};
 pub use crate::model::{Correlation, RecordResponse, SendAction};
-pub use correlation::{Correlations, PostState};
-pub use hold::Holds;
 pub use intake::Intake;
 pub use record_response::RecordResponseHandler;
 pub use send_action::SendActionHandler;

@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::send_action::KEY_MARKER_PREFIX;
 use super::{
     crm_failure, kaizala_failure, store_failure, Correlation, Correlations, PostState,
     RecordResponse,
@@ -93,7 +92,7 @@ impl RecordResponseHandler {
             .questions
             .iter()
             .filter(|q| q.is_invisible)
-            .find_map(|q| q.title.strip_prefix(KEY_MARKER_PREFIX))
+            .find_map(|q| crate::idempotency::key_in_marker(&q.title))
         else {
             return Ok(Unknown::NotOurs);
         };

@@ -12,22 +12,14 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::hold::Holds;
 use super::{
     crm_failure, kaizala_failure, store_failure, Correlation, Correlations, PostState, SendAction,
 };
 use crate::crm::CrmSink;
+use crate::idempotency::{key_marker, Holds};
 use crate::kaizala::{KaizalaClient, Reservation};
 use crate::queue::{now_ms, Handler, HandlerFuture, JobError};
 use crate::rules::Rules;
-
-/// How the title of the invisible question that carries an idempotency key begins.
-pub const KEY_MARKER_PREFIX: &str = "kaizala-bridge:";
-
-/// The title of the invisible question that carries an idempotency key.
-pub fn key_marker(key: &str) -> String {
-    format!("{KEY_MARKER_PREFIX}{key}")
-}
 
 /// How far before the first POST the search for an uncertain post starts (clocks
 /// of Kaizala and the bridge differ a little).
@@ -265,7 +257,7 @@ impl SendActionHandler {
 /// What an action of `job` is sent for, as the correlation store records it.
 fn correlation_of(job: &SendAction, body: &Value) -> Correlation {
     Correlation {
-        key: job.idempotency_key.clone(),
+        key: job.idempotency_key.to_string(),
         rule: job.rule.clone(),
         tenant: job.tenant.clone(),
         connector: job.connector.clone(),

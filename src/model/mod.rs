@@ -2,9 +2,11 @@
 //! activity an answer becomes. No I/O, no HTTP, nothing else of the crate.
 
 pub mod ids;
+mod key;
 mod payload;
 pub mod time;
 
+pub use key::IdempotencyKey;
 pub use payload::{Correlation, RecordResponse, SendAction};
 
 use serde::{Deserialize, Serialize};

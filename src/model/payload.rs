@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Activity, ActivityKind, CrmRecordRef, ResponseEvent};
+use super::{Activity, ActivityKind, CrmRecordRef, IdempotencyKey, ResponseEvent};
 
 /// Post an action to a Kaizala group for a CRM record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,7 +20,7 @@ pub struct SendAction {
     pub action: serde_json::Value,
     /// Unique per (rule, record, event): the survey carries it in an invisible
     /// question and the correlation store is keyed by it.
-    pub idempotency_key: String,
+    pub idempotency_key: IdempotencyKey,
     /// The CRM record it is about.
     pub record: CrmRecordRef,
     /// What each answer becomes in the CRM.
@@ -46,9 +46,9 @@ pub struct Correlation {
     pub key: String,
     /// The rule.
     pub rule: String,
-    /// Tenant and connector that sent it.
+    /// The Kaizala tenant it was sent in: only that tenant's answers reach it.
     pub tenant: String,
-    /// Connector.
+    /// The connector (within the tenant) that posted it, and reads its answers.
     pub connector: String,
     /// The group.
     pub group: String,

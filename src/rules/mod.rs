@@ -15,7 +15,8 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{Config, Problems, RuleConfig, TriggerEvent};
 use crate::model::{
-    Activity, ActivityKind, ChangeKind, Correlation, CrmEvent, ResponseEvent, SendAction,
+    Activity, ActivityKind, ChangeKind, Correlation, CrmEvent, IdempotencyKey, ResponseEvent,
+    SendAction,
 };
 pub use action::{ActionKind, ActionTemplate};
 pub use filter::Filter;
@@ -427,11 +428,6 @@ impl Rules {
             Ok(action) => action,
             Err(error) => return skip("render_failed", error),
         };
-        let kind = match event.kind {
-            ChangeKind::Created => "created",
-            ChangeKind::Updated => "updated",
-            ChangeKind::Deleted => "deleted",
-        };
         let record = event.record.clone();
         Decision::Send(Box::new(SendAction {
             rule: rule.id.clone(),
@@ -439,10 +435,7 @@ impl Rules {
             connector: rule.connector.clone(),
             group,
             action: action.request_body(),
-            idempotency_key: format!(
-                "{}/{}/{}/{}/{kind}",
-                rule.id, record.crm, record.entity_set, record.id
-            ),
+            idempotency_key: IdempotencyKey::for_change(&rule.id, &record, event.kind),
             record,
             activity: rule.activity,
         }))

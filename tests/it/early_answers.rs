@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use kaizala_bridge::config::Secret;
 use kaizala_bridge::crm::{CrmError, CrmSink, Written};
-use kaizala_bridge::jobs::send_action::key_marker;
+use kaizala_bridge::idempotency::key_marker;
 use kaizala_bridge::jobs::{
     Correlation, Correlations, PostState, RecordResponse, RecordResponseHandler,
 };

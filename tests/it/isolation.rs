@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use kaizala_bridge::app::Components;
 use kaizala_bridge::crm::CrmEventSink;
-use kaizala_bridge::jobs::send_action::key_marker;
+use kaizala_bridge::idempotency::key_marker;
 use kaizala_bridge::kaizala::{EventSink, KaizalaEvent, SinkError};
 use kaizala_bridge::model::CrmEvent;
 use kaizala_bridge::queue::Handler;

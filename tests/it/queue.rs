@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kaizala_bridge::config::Secret;
-use kaizala_bridge::jobs::send_action::key_marker;
+use kaizala_bridge::idempotency::key_marker;
 use kaizala_bridge::jobs::{Correlations, SendAction, SendActionHandler};
 use kaizala_bridge::kaizala::{ClientOptions, ConnectorCredentials, Credentials, KaizalaClient};
 use kaizala_bridge::model::{ActivityKind, CrmRecordRef};
@@ -147,7 +147,7 @@ fn survey_job(n: usize, connector: u32, group: &str) -> SendAction {
                 "questions": [{ "title": "Budget?", "type": "Text" }]
             }
         }),
-        idempotency_key: format!("qualify/d365/opportunities/{n}/created"),
+        idempotency_key: format!("qualify/d365/opportunities/{n}/created").into(),
         record: CrmRecordRef {
             crm: "d365".into(),
             entity_set: "opportunities".into(),

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kaizala_bridge::config::Config;
-use kaizala_bridge::jobs::send_action::key_marker;
+use kaizala_bridge::idempotency::key_marker;
 use kaizala_bridge::jobs::SendAction;
 use kaizala_bridge::model::{ActivityKind, CrmRecordRef};
 use kaizala_bridge::queue::{JobKind, Queue};
@@ -150,7 +150,7 @@ fn job(n: usize) -> SendAction {
                             "isSenderOnly": false, "acceptMultipleResponses": false,
                             "questions": [{ "title": "Budget?", "type": "Text" }] }
         }),
-        idempotency_key: format!("load/{n}"),
+        idempotency_key: format!("load/{n}").into(),
         record: CrmRecordRef {
             crm: "d365".into(),
             entity_set: "opportunities".into(),
