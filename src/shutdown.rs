@@ -1,7 +1,8 @@
 //! Turning SIGTERM and SIGINT into a [`CancellationToken`] every task can await.
 //!
-//! One token per process: the HTTP server, and later the workers and pollers, hold a
-//! clone and stop taking new work when it is cancelled.
+//! One token per process: the HTTP listeners, the queue workers and every background
+//! loop (through `tasks::Tasks`) hold a clone and stop taking new work when it is
+//! cancelled.
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;

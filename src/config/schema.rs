@@ -61,7 +61,7 @@ macro_rules! keyword_enum {
 pub struct Config {
     /// The HTTP listener and process-wide service settings.
     pub server: ServerConfig,
-    /// Logging.
+    /// What is logged and in which format.
     pub log: LogConfig,
     /// The job queue.
     pub queue: QueueConfig,

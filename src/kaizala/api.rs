@@ -64,7 +64,7 @@ pub enum QuestionType {
     DateTime,
     /// A place.
     Location,
-    /// Files.
+    /// Files the responder attaches.
     AttachmentList,
 }
 
@@ -96,7 +96,7 @@ pub struct Question {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SurveyBody {
-    /// Title.
+    /// The heading group members see.
     pub title: String,
     /// Hours until it expires.
     pub due_date: u32,
@@ -114,7 +114,7 @@ pub struct SurveyBody {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JobBody {
-    /// Title.
+    /// The heading group members see.
     pub title: String,
     /// Phone numbers of the assignees.
     pub assigned_to: Vec<String>,
@@ -144,7 +144,7 @@ pub struct PollBody {
 /// The body of an Announcement action, in the swagger's capitalisation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AnnouncementBody {
-    /// Title.
+    /// The heading group members see.
     pub title: String,
     /// The text.
     #[serde(rename = "Message")]
@@ -157,7 +157,7 @@ pub struct AnnouncementBody {
 /// A property of an action-package instance.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PackageProperty {
-    /// Name.
+    /// The property's name in the action package's definition.
     pub name: String,
     /// Text, Numeric, Location, DateTime, StringList, Attachment, StringSet or AttachmentList.
     #[serde(rename = "type")]

@@ -34,9 +34,9 @@ pub enum EventData {
     },
     /// An announcement was posted.
     Announcement {
-        /// Title.
+        /// Its heading (empty when Kaizala sent none).
         title: String,
-        /// Text.
+        /// Its message.
         text: String,
     },
     /// A survey or another action was posted (`SurveyCreated`, `ActionCreated`).
@@ -48,7 +48,7 @@ pub enum EventData {
     JobCreated {
         /// The action.
         action_id: String,
-        /// Title.
+        /// What the job asks for (empty when Kaizala sent none).
         title: String,
         /// Phones of the assignees.
         assigned_to: Vec<String>,

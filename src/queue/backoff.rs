@@ -1,5 +1,6 @@
-//! When the next attempt runs: exponential backoff with full jitter, never sooner than
-//! a server's `Retry-After`.
+//! When the next attempt runs: exponential backoff with "equal jitter" (a delay drawn
+//! between half the exponential ceiling and the ceiling, so jobs that failed together
+//! spread out yet none retries at once), never sooner than a server's `Retry-After`.
 
 use std::time::Duration;
 

@@ -6,6 +6,15 @@
 //! `and`, `or`, `not` and parentheses. An attribute the record does not have is
 //! `null`. Values of different types are never equal and never ordered, so a
 //! mistyped literal makes a comparison false rather than guessing a conversion.
+//!
+//! Why a language of its own rather than minijinja's `compile_expression` (already a
+//! dependency), weighed for the house issue: minijinja orders values of different
+//! types by their kind instead of refusing them, so `estimatedvalue > '5'` would be
+//! true or false by type order rather than never true as documented; its expressions
+//! also take filters, function calls and `range`, more than a trigger needs or
+//! `check-config` can vet; and its errors cannot say "'=' compares nothing; write
+//! '=='" at the column. Keeping these semantics on top of it would need a walk of
+//! its expression tree, which it does not expose. This file is the simpler of the two.
 
 use std::cmp::Ordering;
 use std::collections::BTreeSet;

@@ -20,9 +20,9 @@ pub const CALLS_TOTAL: &str = "kaizala_bridge_dataverse_calls_total";
 pub struct Answer {
     /// Status code.
     pub status: u16,
-    /// Headers.
+    /// Its headers (`Retry-After` among them).
     pub headers: HeaderMap,
-    /// Body.
+    /// Its body as JSON (`null` when empty).
     pub body: Value,
 }
 
