@@ -415,13 +415,20 @@ async fn killed_mid_backlog(redis: Option<&RedisServer>) {
 }
 
 async fn killed_mid_backlog_with(redis: Option<&RedisServer>, max_attempts: u32) {
-    let mut bed = bed_with(redis, |text| {
+    let tuned = move |text: String| {
         text.replace(
             "max_attempts = 30",
             &format!("max_attempts = {max_attempts}"),
         )
-    })
-    .await;
+    };
+    killed_mid_backlog_configured(redis, tuned).await;
+}
+
+async fn killed_mid_backlog_configured(
+    redis: Option<&RedisServer>,
+    configure: impl Fn(String) -> String,
+) {
+    let mut bed = bed_with(redis, configure).await;
     let jobs = 300;
     bed.push(0..jobs).await;
     let bridge = bed.start("first");
@@ -447,6 +454,38 @@ async fn a_process_killed_mid_backlog_on_sqlite_with_one_attempt_leaves_no_dead_
 async fn a_process_killed_mid_backlog_on_redis_with_one_attempt_leaves_no_dead_letters() {
     let redis = RedisServer::start();
     killed_mid_backlog_with(Some(&redis), 1).await;
+}
+
+/// The retry settings as shipped (config/default.toml: 8 attempts, 2 s to 10 min of
+/// backoff, a 150 s attempt timeout, a 5 s heartbeat), only the quota period shortened.
+fn shipped_retry_settings(text: String) -> String {
+    text.lines()
+        .filter(|line| {
+            ![
+                "heartbeat",
+                "backoff_initial",
+                "backoff_max",
+                "max_attempts",
+                "attempt_timeout",
+            ]
+            .iter()
+            .any(|key| line.starts_with(&format!("{key} =")))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_mid_backlog_on_sqlite_with_the_shipped_retry_settings_leaves_no_dead_letters(
+) {
+    killed_mid_backlog_configured(None, shipped_retry_settings).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_killed_mid_backlog_on_redis_with_the_shipped_retry_settings_leaves_no_dead_letters(
+) {
+    let redis = RedisServer::start();
+    killed_mid_backlog_configured(Some(&redis), shipped_retry_settings).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
