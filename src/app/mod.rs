@@ -31,7 +31,7 @@ use crate::jobs::{
     SendActionHandler,
 };
 use crate::kaizala::subscriptions::Reconciling;
-use crate::kaizala::{EventSink, Receiver};
+use crate::kaizala::{EventSink, KaizalaClient, Receiver};
 use crate::queue::{Handler, Queue};
 use crate::readiness::{Readiness, ReadinessError};
 use crate::rules::Rules;
@@ -195,6 +195,118 @@ async fn drain(
     }
     tracing::info!("no longer accepting connections; draining in-flight requests");
     closing.cancel();
+}
+
+/// Where each CRM source's activities are written, by source id.
+type CrmSinks = HashMap<String, Arc<dyn CrmSink>>;
+
+/// Each CRM source's sink (activities) and, where it polls, its change-tracking loop;
+/// one Web API client (one token cache) per source serves both.
+fn crm_sources(
+    config: &Config,
+    rules: &Rules,
+    store: &Arc<dyn Store>,
+    intake: &Arc<Intake>,
+    holder: &str,
+) -> Result<(CrmSinks, Vec<loops::CrmPolling>), AppError> {
+    let mut sinks = CrmSinks::new();
+    let mut crm_polls = Vec::new();
+    for crm in &config.crm {
+        // One client (one token cache) for the source's writes and its polls.
+        let api = Arc::new(web_api(crm, config.kaizala.request_timeout)?);
+        sinks.insert(
+            crm.id.clone(),
+            Arc::new(DataverseSink::new(&crm.id, api.clone())),
+        );
+        let watches: Vec<Watch> = crm
+            .entity_sets
+            .iter()
+            .filter(|set| rules.watches(&crm.id, set))
+            .map(|set| Watch {
+                crm: crm.id.clone(),
+                entity_set: set.clone(),
+                select: crm.select.clone(),
+                baseline: match crm.baseline {
+                    BaselineMode::ChangesOnly => Baseline::ChangesOnly,
+                    BaselineMode::ExistingAsNew => Baseline::ExistingAsNew,
+                },
+            })
+            .collect();
+        if crm.poll && !watches.is_empty() {
+            let source = DataverseSource::new(api, watches, store.clone());
+            crm_polls.push(loops::CrmPolling {
+                crm: crm.id.clone(),
+                source: Arc::new(source),
+                interval: crm.poll_interval,
+                sink: intake.clone(),
+                store: store.clone(),
+                holder: holder.to_string(),
+            });
+        }
+    }
+    Ok((sinks, crm_polls))
+}
+
+/// The answer sweep of each tenant: polling on tenants without webhooks, and a rare
+/// sweep on tenants with them.
+fn response_polls(
+    config: &Config,
+    clients: &HashMap<String, Arc<KaizalaClient>>,
+    receiver: &Arc<Receiver>,
+    correlations: &Correlations,
+    store: &Arc<dyn Store>,
+    holder: &str,
+) -> Vec<loops::ResponsePolling> {
+    config
+        .tenants
+        .iter()
+        // Tenants on webhooks are swept too, rarely: an answer given before our
+        // webhook existed, or while Kaizala had it disabled, is never delivered.
+        .filter(|t| {
+            t.responses == ResponseMode::Poll || !config.kaizala.response_sweep_interval.is_zero()
+        })
+        .map(|t| loops::ResponsePolling {
+            tenant: t.id.clone(),
+            clients: clients
+                .iter()
+                .filter(|(k, _)| k.starts_with(&format!("{}/", t.id)))
+                .map(|(k, c)| (k.clone(), c.clone()))
+                .collect(),
+            receiver: receiver.clone(),
+            correlations: correlations.clone(),
+            interval: match t.responses {
+                ResponseMode::Poll => config.kaizala.response_poll_interval,
+                ResponseMode::Webhook => config.kaizala.response_sweep_interval,
+            },
+            grace: config.kaizala.response_poll_grace,
+            store: store.clone(),
+            holder: holder.to_string(),
+        })
+        .collect()
+}
+
+/// Webhook reconciliation, when the bridge has a public URL and a tenant on webhooks.
+fn reconciler(
+    config: &Config,
+    clients: &HashMap<String, Arc<KaizalaClient>>,
+    store: &Arc<dyn Store>,
+    holder: &str,
+) -> Result<Option<Reconciling>, AppError> {
+    let wants_webhooks = config
+        .tenants
+        .iter()
+        .any(|t| t.responses == ResponseMode::Webhook);
+    let reconciler = match (&config.server.public_url, wants_webhooks) {
+        (Some(_), true) => Some(Reconciling {
+            managed: crate::kaizala::subscriptions::managed_with(config, clients)
+                .map_err(AppError::Subscriptions)?,
+            interval: config.kaizala.webhook_sync_interval,
+            store: store.clone(),
+            holder: holder.to_string(),
+        }),
+        _ => None,
+    };
+    Ok(reconciler)
 }
 
 /// A bound listener and what it serves.
@@ -413,83 +525,11 @@ impl Application {
             webhook_sources(config),
             intake.clone(),
         ));
-        let mut sinks: HashMap<String, Arc<dyn CrmSink>> = HashMap::new();
-        let mut crm_polls = Vec::new();
         let holder = crate::queue::process_name();
-        for crm in &config.crm {
-            // One client (one token cache) for the source's writes and its polls.
-            let api = Arc::new(web_api(crm, config.kaizala.request_timeout)?);
-            sinks.insert(
-                crm.id.clone(),
-                Arc::new(DataverseSink::new(&crm.id, api.clone())),
-            );
-            let watches: Vec<Watch> = crm
-                .entity_sets
-                .iter()
-                .filter(|set| rules.watches(&crm.id, set))
-                .map(|set| Watch {
-                    crm: crm.id.clone(),
-                    entity_set: set.clone(),
-                    select: crm.select.clone(),
-                    baseline: match crm.baseline {
-                        BaselineMode::ChangesOnly => Baseline::ChangesOnly,
-                        BaselineMode::ExistingAsNew => Baseline::ExistingAsNew,
-                    },
-                })
-                .collect();
-            if crm.poll && !watches.is_empty() {
-                let source = DataverseSource::new(api, watches, store.clone());
-                crm_polls.push(loops::CrmPolling {
-                    crm: crm.id.clone(),
-                    source: Arc::new(source),
-                    interval: crm.poll_interval,
-                    sink: intake.clone(),
-                    store: store.clone(),
-                    holder: holder.clone(),
-                });
-            }
-        }
-        let response_polls = config
-            .tenants
-            .iter()
-            // Tenants on webhooks are swept too, rarely: an answer given before our
-            // webhook existed, or while Kaizala had it disabled, is never delivered.
-            .filter(|t| {
-                t.responses == ResponseMode::Poll
-                    || !config.kaizala.response_sweep_interval.is_zero()
-            })
-            .map(|t| loops::ResponsePolling {
-                tenant: t.id.clone(),
-                clients: clients
-                    .iter()
-                    .filter(|(k, _)| k.starts_with(&format!("{}/", t.id)))
-                    .map(|(k, c)| (k.clone(), c.clone()))
-                    .collect(),
-                receiver: receiver.clone(),
-                correlations: correlations.clone(),
-                interval: match t.responses {
-                    ResponseMode::Poll => config.kaizala.response_poll_interval,
-                    ResponseMode::Webhook => config.kaizala.response_sweep_interval,
-                },
-                grace: config.kaizala.response_poll_grace,
-                store: store.clone(),
-                holder: holder.clone(),
-            })
-            .collect();
-        let wants_webhooks = config
-            .tenants
-            .iter()
-            .any(|t| t.responses == ResponseMode::Webhook);
-        let reconciler = match (&config.server.public_url, wants_webhooks) {
-            (Some(_), true) => Some(Reconciling {
-                managed: crate::kaizala::subscriptions::managed_with(config, &clients)
-                    .map_err(AppError::Subscriptions)?,
-                interval: config.kaizala.webhook_sync_interval,
-                store: store.clone(),
-                holder: holder.clone(),
-            }),
-            _ => None,
-        };
+        let (sinks, crm_polls) = crm_sources(config, &rules, &store, &intake, &holder)?;
+        let response_polls =
+            response_polls(config, &clients, &receiver, &correlations, &store, &holder);
+        let reconciler = reconciler(config, &clients, &store, &holder)?;
         readiness.watch_workers(queue.clone());
         let admin = config.server.admin_token.as_ref().map(|token| {
             Arc::new(Admin {
