@@ -64,7 +64,7 @@ async fn main() {
         kaizala_sink: Some(sink.clone()),
         ..Default::default()
     };
-    let app = Application::build_with(&config, components)
+    let app = Application::with_receivers(&config, components)
         .await
         .expect("the application builds");
     let base = format!("http://{}", app.address());

@@ -159,10 +159,7 @@ async fn at_info_level_every_line_is_lifecycle_or_carries_a_request_id() {
     let dir = ConfigDir::new(BASE);
     // The HTTP service alone: the bridge's background loops log lines of their own,
     // which carry no request id by nature.
-    let components = Components {
-        service_only: true,
-        ..Components::default()
-    };
+    let components = Components::default();
     let app = TestApp::spawn_with(&dir.load(), components).await;
     std::fs::remove_dir_all(dir.path().join("data")).unwrap();
     assert_eq!(

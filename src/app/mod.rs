@@ -109,9 +109,6 @@ pub struct Components {
     pub kaizala_sink: Option<Arc<dyn EventSink>>,
     /// Takes the events of the Dataverse webhook receiver; without one it is off.
     pub crm_sink: Option<Arc<dyn CrmEventSink>>,
-    /// Serve health, readiness and metrics alone: no queue, worker or poller (tests
-    /// of the service itself, which need no backend to answer).
-    pub service_only: bool,
 }
 
 /// What `run` does besides serving HTTP: the queue's workers and maintenance, and
@@ -309,6 +306,30 @@ fn reconciler(
     Ok(reconciler)
 }
 
+/// What every build does first: the SQLite directory made, readiness probes built,
+/// the metrics recorder installed.
+async fn prepare(config: &Config) -> Result<Arc<Readiness>, AppError> {
+    tracing::debug!(?config, "configuration loaded");
+    if config.queue.backend == QueueBackend::Sqlite {
+        if let Some(dir) = config
+            .queue
+            .sqlite_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|source| AppError::DataDir {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+        }
+    }
+    let readiness = Arc::new(Readiness::for_config(config)?);
+    telemetry::metrics();
+    Ok(readiness)
+}
+
 /// A bound listener and what it serves.
 struct Listener {
     listener: TcpListener,
@@ -390,82 +411,63 @@ fn web_api(crm: &CrmConfig, timeout: Duration) -> Result<WebApi, AppError> {
 }
 
 impl Application {
-    /// Builds everything `config` asks for and binds the listener.
+    /// Builds everything `config` asks for (store, queue, gate, clients, receivers,
+    /// workers, pollers) and binds the listeners.
     pub async fn build(config: &Config) -> Result<Self, AppError> {
-        Self::build_with(config, Components::default()).await
+        let readiness = prepare(config).await?;
+        let store = crate::store::open(config).await.map_err(AppError::Store)?;
+        let (state, reconciler, daemon) = Self::bridge(config, store, &readiness).await?;
+        Self::assemble(config, state, readiness, reconciler, daemon).await
     }
 
-    /// Like [`Application::build`], with parts supplied by the caller. When a sink is
-    /// supplied, the receivers hand their events to it and no queue, worker or poller
-    /// runs (tests of a receiver alone); otherwise the whole bridge is built.
-    pub async fn build_with(config: &Config, components: Components) -> Result<Self, AppError> {
-        tracing::debug!(?config, "configuration loaded");
-        if config.queue.backend == QueueBackend::Sqlite {
-            if let Some(dir) = config
-                .queue
-                .sqlite_path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-            {
-                tokio::fs::create_dir_all(dir)
-                    .await
-                    .map_err(|source| AppError::DataDir {
-                        path: dir.to_path_buf(),
-                        source,
-                    })?;
-            }
-        }
-        let readiness = Arc::new(Readiness::for_config(config)?);
-        telemetry::metrics();
-        let supplied = components.kaizala_sink.is_some()
-            || components.crm_sink.is_some()
-            || components.service_only;
-        let (state, reconciler, daemon) = if supplied {
-            // The store only where something needs it: a service test may point at a
-            // Redis that never answers.
-            let store = match &components.kaizala_sink {
-                Some(_) => Some(crate::store::open(config).await.map_err(AppError::Store)?),
-                None => None,
-            };
-            let kaizala = components
-                .kaizala_sink
-                .zip(store.clone())
-                .map(|(sink, store)| {
-                    let tokens = callback_tokens(config);
-                    Arc::new(Receiver::new(
-                        tokens,
-                        store.clone(),
-                        config.kaizala.dedup_ttl,
-                        sink,
-                    ))
-                });
-            let reconciler = match (&store, &config.server.public_url) {
-                (Some(store), Some(_)) => {
-                    let managed = crate::kaizala::subscriptions::managed(config, store.clone())
-                        .map_err(AppError::Subscriptions)?;
-                    Some(Reconciling {
-                        managed,
-                        interval: config.kaizala.webhook_sync_interval,
-                        store: store.clone(),
-                        holder: crate::queue::process_name(),
-                    })
-                }
-                _ => None,
-            };
-            let dataverse = components
-                .crm_sink
-                .map(|sink| Arc::new(DataverseReceiver::new(webhook_sources(config), sink)));
-            let state = AppState {
-                readiness: readiness.clone(),
-                kaizala,
-                dataverse,
-                admin: None,
-            };
-            (state, reconciler, None)
-        } else {
-            let store = crate::store::open(config).await.map_err(AppError::Store)?;
-            Self::bridge(config, store, &readiness).await?
+    /// The HTTP service with only the receivers `components` supplies sinks for, and
+    /// no queue, worker or poller: for tests of a receiver (or of the service) alone.
+    /// Production wiring never passes through here.
+    pub async fn with_receivers(config: &Config, components: Components) -> Result<Self, AppError> {
+        let readiness = prepare(config).await?;
+        // The store only where something needs it: a service test may point at a
+        // Redis that never answers.
+        let store = match &components.kaizala_sink {
+            Some(_) => Some(crate::store::open(config).await.map_err(AppError::Store)?),
+            None => None,
         };
+        let kaizala = components
+            .kaizala_sink
+            .zip(store.clone())
+            .map(|(sink, store)| {
+                let tokens = callback_tokens(config);
+                Arc::new(Receiver::new(tokens, store, config.kaizala.dedup_ttl, sink))
+            });
+        let reconciler = match (&store, &config.server.public_url) {
+            (Some(store), Some(_)) => Some(Reconciling {
+                managed: crate::kaizala::subscriptions::managed(config, store.clone())
+                    .map_err(AppError::Subscriptions)?,
+                interval: config.kaizala.webhook_sync_interval,
+                store: store.clone(),
+                holder: crate::queue::process_name(),
+            }),
+            _ => None,
+        };
+        let dataverse = components
+            .crm_sink
+            .map(|sink| Arc::new(DataverseReceiver::new(webhook_sources(config), sink)));
+        let state = AppState {
+            readiness: readiness.clone(),
+            kaizala,
+            dataverse,
+            admin: None,
+        };
+        Self::assemble(config, state, readiness, reconciler, None).await
+    }
+
+    /// Binds the listeners (one, or two with `server.admin_listen`) for `state`.
+    async fn assemble(
+        config: &Config,
+        state: AppState,
+        readiness: Arc<Readiness>,
+        reconciler: Option<Reconciling>,
+        daemon: Option<Daemon>,
+    ) -> Result<Self, AppError> {
         let (router, admin) = match config.server.admin_listen {
             None => (http::router(state, &config.server), None),
             Some(admin_address) => {

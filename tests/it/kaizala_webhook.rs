@@ -319,10 +319,7 @@ async fn malformed_oversized_and_misaddressed_deliveries_get_their_status() {
 #[tokio::test]
 async fn with_only_the_service_the_receiver_is_off() {
     let dir = ConfigDir::new(BASE);
-    let components = Components {
-        service_only: true,
-        ..Components::default()
-    };
+    let components = Components::default();
     let app = TestApp::spawn_with(&dir.load(), components).await;
     assert_eq!(
         app.get("/webhooks/kaizala/contoso?validationToken=x")

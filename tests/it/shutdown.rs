@@ -48,14 +48,7 @@ fn config_with_redis(url: &str, grace: &str) -> ConfigDir {
 async fn in_flight_requests_finish_after_shutdown_starts() {
     let (url, mut accepted) = silent_server().await;
     let dir = config_with_redis(&url, "10s");
-    let app = TestApp::spawn_with(
-        &dir.load(),
-        Components {
-            service_only: true,
-            ..Components::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(&dir.load(), Components::default()).await;
     let in_flight = tokio::spawn(app.client.get(app.url("/readyz")).send());
     accepted.recv().await.expect("the probe connects");
     app.request_stop();
@@ -81,14 +74,7 @@ async fn in_flight_requests_finish_after_shutdown_starts() {
 async fn shutdown_does_not_wait_past_the_grace_period() {
     let (url, mut accepted) = silent_server().await;
     let dir = config_with_redis(&url, "100ms");
-    let app = TestApp::spawn_with(
-        &dir.load(),
-        Components {
-            service_only: true,
-            ..Components::default()
-        },
-    )
-    .await;
+    let app = TestApp::spawn_with(&dir.load(), Components::default()).await;
     let mut in_flight = tokio::spawn(app.client.get(app.url("/readyz")).send());
     accepted.recv().await.expect("the probe connects");
     app.request_stop();

@@ -20,14 +20,22 @@ pub struct TestApp {
 impl TestApp {
     /// Builds the bridge for `config` (which should listen on port 0) and runs it.
     pub async fn spawn(config: &Config) -> Self {
-        Self::spawn_with(config, Components::default()).await
-    }
-
-    /// Like [`TestApp::spawn`], with parts supplied by the test.
-    pub async fn spawn_with(config: &Config, components: Components) -> Self {
-        let app = Application::build_with(config, components)
+        let app = Application::build(config)
             .await
             .expect("the application builds");
+        Self::run(app)
+    }
+
+    /// The HTTP service with only the receivers `components` supplies sinks for (no
+    /// queue, worker or poller), running.
+    pub async fn spawn_with(config: &Config, components: Components) -> Self {
+        let app = Application::with_receivers(config, components)
+            .await
+            .expect("the application builds");
+        Self::run(app)
+    }
+
+    fn run(app: Application) -> Self {
         let address = app.address();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
