@@ -20,6 +20,7 @@ pub use load::{DEFAULT_TOML, ENV_PREFIX};
 pub use problems::{Problem, Problems};
 pub use schema::*;
 pub use secret::{secret_matches, Secret, SecretError};
+pub use validate::{is_id, MAX_ID};
 
 /// The configuration could not be used; every problem found is listed.
 #[derive(Debug, thiserror::Error)]

@@ -492,3 +492,13 @@ fn server_limits_and_the_correlation_retention_are_checked() {
         "kaizala.correlation_retention: must be longer than kaizala.response_poll_grace (and than any survey's due date plus it)",
     );
 }
+
+#[test]
+fn ids_have_the_configured_shape() {
+    assert!(crate::config::is_id("contoso-1.eu_west"));
+    assert!(!crate::config::is_id("../x"));
+    assert!(!crate::config::is_id(""));
+    assert!(!crate::config::is_id(
+        &"a".repeat(crate::config::MAX_ID + 1)
+    ));
+}

@@ -482,23 +482,30 @@ fn required(path: &str, value: &str, problems: &mut Problems) -> bool {
     true
 }
 
-/// The longest id; the webhook receivers refuse a longer path segment at once (the
-/// same bound as `model::ids::MAX_NAME`).
-const MAX_ID: usize = 64;
+/// The longest id of a tenant, connector, CRM source or rule.
+pub const MAX_ID: usize = 64;
+
+/// Whether `value` has an id's shape: 1 to [`MAX_ID`] ASCII letters, digits, `-`, `_`
+/// and `.`. The webhook receivers check their path segments with it, so a segment of
+/// any other shape names nothing configured and is refused before any work.
+pub fn is_id(value: &str) -> bool {
+    !value.is_empty() && value.len() <= MAX_ID && value.bytes().all(is_id_byte)
+}
+
+fn is_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.".contains(&b)
+}
 
 /// An id that appears in URLs and metric labels: letters, digits, `-`, `_`, `.`.
 fn id(path: &str, value: &str, problems: &mut Problems) {
-    if !required(path, value, problems) {
+    if !required(path, value, problems) || is_id(value) {
         return;
     }
-    if !value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
+    if value.bytes().all(is_id_byte) {
+        problems.push(path, format!("longer than {MAX_ID} characters"));
+    } else {
         let message = format!("{value:?} may hold only letters, digits, '-', '_' and '.'");
         problems.push(path, message);
-    } else if value.len() > MAX_ID {
-        problems.push(path, format!("longer than {MAX_ID} characters"));
     }
 }
 

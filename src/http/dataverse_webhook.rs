@@ -19,7 +19,7 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !crate::model::ids::is_name(&crm) {
+    if !crate::config::is_id(&crm) {
         let error = serde_json::json!({ "error": "crm: not a CRM source id (letters, digits, '-', '_', '.')" });
         return (StatusCode::BAD_REQUEST, Json(error)).into_response();
     }

@@ -28,7 +28,7 @@ pub async fn validate(
         let message = "Kaizala webhooks are not received here\n";
         return (StatusCode::NOT_FOUND, message).into_response();
     }
-    if !crate::model::ids::is_name(&tenant) {
+    if !crate::config::is_id(&tenant) {
         return (StatusCode::BAD_REQUEST, "tenant: not a tenant id\n").into_response();
     }
     match query.get("validationToken") {
@@ -61,7 +61,7 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !crate::model::ids::is_name(&tenant) {
+    if !crate::config::is_id(&tenant) {
         let error = json!({ "error": "tenant: not a tenant id (letters, digits, '-', '_', '.')" });
         return (StatusCode::BAD_REQUEST, Json(error)).into_response();
     }

@@ -1,11 +1,10 @@
 //! The shapes of the ids that arrive from outside, checked where they arrive so that
 //! nothing downstream (store keys, logs, metric labels, URLs) ever holds an id of
-//! another shape. Each check names the field in its error.
+//! another shape. Each check names the field in its error. (Tenant, connector and
+//! CRM source ids have the configuration's shape: `config::is_id`.)
 
 /// The longest Kaizala id accepted (theirs are GUIDs, 36 characters).
 pub const MAX_KAIZALA_ID: usize = 128;
-/// The longest tenant, connector or CRM source id (config and path segments).
-pub const MAX_NAME: usize = 64;
 
 /// A Dataverse record id: a GUID, 32 hex digits in the 8-4-4-4-12 form, as
 /// Dataverse writes them (no braces: the id goes into `entityset(id)` URLs as is).
@@ -46,17 +45,6 @@ pub fn kaizala_id(field: &str, value: &str) -> Result<(), String> {
     }
 }
 
-/// Whether `value` has the shape of a tenant, connector or CRM source id: 1 to
-/// [`MAX_NAME`] ASCII letters, digits, `-`, `_` and `.` (the shape the
-/// configuration allows, so a path segment of any other shape names nothing).
-pub fn is_name(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= MAX_NAME
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-}
-
 /// A value for an error message: quoted with escapes (so control and bidi
 /// characters show as such) and cut to a readable length.
 fn shown(value: &str) -> String {
@@ -95,12 +83,5 @@ mod tests {
         for bad in ["", "a/b", "a b", "x\u{202e}", long.as_str()] {
             assert!(kaizala_id("data.actionId", bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn names_match_the_configured_shape() {
-        assert!(is_name("contoso-1.eu_west"));
-        assert!(!is_name("../x"));
-        assert!(!is_name(&"a".repeat(MAX_NAME + 1)));
     }
 }
