@@ -377,10 +377,9 @@ async fn run_in(
 
     let port = free_port()?;
     let file = write_config(dir, &kaizala_url, &dataverse_url, port)?;
-    let config = crate::app::load_config(Some(&file), &HashMap::new())
-        .map_err(|e| fail("the demo configuration")(&e))?
-        .config;
-    let app = Application::build(&config)
+    let loaded = crate::app::load_config(Some(&file), &HashMap::new())
+        .map_err(|e| fail("the demo configuration")(&e))?;
+    let app = Application::build_loaded(&loaded.config, loaded.rules)
         .await
         .map_err(|e| fail("cannot start the bridge")(&e))?;
     let bridge_url = format!("http://{}", app.address());

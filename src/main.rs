@@ -37,19 +37,22 @@ fn dispatch() -> ExitCode {
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
     // The configuration and its rules, checked together: every problem in one go.
-    let config = match app::load_config(cli.config.as_deref(), &env) {
-        Ok(loaded) => loaded.config,
+    let loaded = match app::load_config(cli.config.as_deref(), &env) {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("kaizala-bridge: {error}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
     match cli.command {
-        Command::CheckConfig => commands::check_config::execute(cli.config.as_deref(), &config),
-        Command::Run => commands::run::execute(config),
-        Command::Webhooks { action } => commands::webhooks::execute(&config, &action),
-        Command::Auth { action } => commands::auth::execute(&config, &action),
-        Command::Dlq { action } => commands::dlq::execute(&config, &action),
+        Command::CheckConfig => {
+            commands::check_config::execute(cli.config.as_deref(), &loaded.config)
+        }
+        // The rules compiled while checking are the ones it runs.
+        Command::Run => commands::run::execute(loaded),
+        Command::Webhooks { action } => commands::webhooks::execute(&loaded.config, &action),
+        Command::Auth { action } => commands::auth::execute(&loaded.config, &action),
+        Command::Dlq { action } => commands::dlq::execute(&loaded.config, &action),
         #[cfg(feature = "sim")]
         Command::Sim { .. } | Command::Demo { .. } => {
             unreachable!("dispatched before the configuration is loaded")

@@ -414,9 +414,17 @@ impl Application {
     /// Builds everything `config` asks for (store, queue, gate, clients, receivers,
     /// workers, pollers) and binds the listeners.
     pub async fn build(config: &Config) -> Result<Self, AppError> {
+        let rules = Rules::compile(config).map_err(AppError::Rules)?;
+        Self::build_loaded(config, rules).await
+    }
+
+    /// Like [`Application::build`], for a configuration whose rules
+    /// [`load_config`] already compiled (so start-up compiles them once).
+    pub async fn build_loaded(config: &Config, rules: Rules) -> Result<Self, AppError> {
         let readiness = prepare(config).await?;
         let store = crate::store::open(config).await.map_err(AppError::Store)?;
-        let (state, reconciler, daemon) = Self::bridge(config, store, &readiness).await?;
+        let rules = Arc::new(rules);
+        let (state, reconciler, daemon) = Self::bridge(config, rules, store, &readiness).await?;
         Self::assemble(config, state, readiness, reconciler, daemon).await
     }
 
@@ -504,10 +512,10 @@ impl Application {
     /// queue, handlers and pollers.
     async fn bridge(
         config: &Config,
+        rules: Arc<Rules>,
         store: Arc<dyn Store>,
         readiness: &Arc<Readiness>,
     ) -> Result<(AppState, Option<Reconciling>, Option<Daemon>), AppError> {
-        let rules = Arc::new(Rules::compile(config).map_err(AppError::Rules)?);
         let queue = Queue::open(config, store.clone()).await?;
         let gate = crate::ratelimit::for_config(config, store.clone()).await?;
         let clients = crate::kaizala::client::clients(config, store.clone(), Some(gate))?;
@@ -645,10 +653,11 @@ impl Application {
 }
 
 /// `kaizala-bridge run`: build, serve, and stop cleanly on SIGTERM or SIGINT.
-pub async fn run(config: Config) -> Result<(), AppError> {
+pub async fn run(loaded: Loaded) -> Result<(), AppError> {
     let shutdown = CancellationToken::new();
     shutdown::cancel_on_signal(shutdown.clone()).map_err(AppError::Signals)?;
-    let app = Application::build(&config).await?;
+    let config = loaded.config;
+    let app = Application::build_loaded(&config, loaded.rules).await?;
     crate::systemd::ready();
     let tasks = Tasks::new(shutdown.clone());
     let readiness = app.readiness.clone();
