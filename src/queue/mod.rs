@@ -8,6 +8,7 @@ mod dead_letters;
 mod job;
 mod redis;
 mod sqlite;
+mod wake;
 mod worker;
 
 use std::collections::HashMap;
@@ -64,6 +65,31 @@ pub enum QueueError {
     /// The state store (dead letters) failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+}
+
+/// The whole second a job due at `ready_ms` is scheduled for, at `now_ms`: the
+/// backends schedule by whole seconds. A job due now (or past due) gets the current
+/// second, so it is taken at once; one due later gets its second rounded up, so it
+/// is never early (a Retry-After is honoured) and the worker sleeps off the part
+/// of a second that remains.
+fn run_at_second(ready_ms: i64, now_ms: i64) -> u64 {
+    let ready = ready_ms.max(0) as u64;
+    if ready_ms <= now_ms {
+        ready / 1000
+    } else {
+        ready.div_ceil(1000)
+    }
+}
+
+/// When a fetch first finds a job due at `ready_ms`: the start of its scheduled
+/// second, a few milliseconds late so that the clock has surely passed it.
+fn due_ms(ready_ms: i64) -> i64 {
+    let second = run_at_second(ready_ms, now_ms()) as i64 * 1000;
+    if second <= now_ms() {
+        second
+    } else {
+        second + 5
+    }
 }
 
 /// Jobs waiting in one queue.
@@ -177,6 +203,7 @@ impl Progress {
 
 struct Inner {
     backend: Backend,
+    wakeups: wake::Wakeups,
     dead: DeadLetters,
     settings: Settings,
     progress: Progress,
@@ -211,6 +238,7 @@ impl Queue {
         Self {
             inner: Arc::new(Inner {
                 backend,
+                wakeups: wake::Wakeups::default(),
                 dead: DeadLetters::new(store),
                 settings,
                 progress: Progress {
@@ -249,8 +277,8 @@ impl Queue {
             .then(|| format!("the last push failed: {error}"))
     }
 
-    /// Queues `envelope` in `kind`'s queue, to run at its `ready_ms`. The backends
-    /// schedule by whole seconds, so the second is rounded up: never early.
+    /// Queues `envelope` in `kind`'s queue, to run at its `ready_ms`, and wakes the
+    /// worker (this process's at once, replicas' through Redis) once it is durable.
     pub(crate) async fn push_envelope<T>(
         &self,
         kind: JobKind,
@@ -260,6 +288,9 @@ impl Queue {
         T: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'static,
     {
         let pushed = self.push_to_backend(kind, envelope).await;
+        if pushed.is_ok() {
+            self.inner.wakeups.pushed(kind, due_ms(envelope.ready_ms));
+        }
         let mut failed = self.inner.progress.push_failed.lock().unwrap();
         *failed = match &pushed {
             Ok(()) => None,
@@ -276,7 +307,7 @@ impl Queue {
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'static,
     {
-        let run_at = (envelope.ready_ms.max(0) as u64).div_ceil(1000);
+        let run_at = run_at_second(envelope.ready_ms, now_ms());
         let task = TaskBuilder::new(envelope.clone())
             .run_at_timestamp(run_at)
             .build();
@@ -303,7 +334,19 @@ impl Queue {
             Backend::Redis(redis) => {
                 let mut storage = RedisStorage::<Envelope<T>>::new(redis.connection())
                     .with_config(redis.config(kind, self.inner.settings.heartbeat));
-                storage.push_task(task).await.map_err(|e| failed(&e))
+                storage.push_task(task).await.map_err(|e| failed(&e))?;
+                let message = self.inner.wakeups.message(due_ms(envelope.ready_ms));
+                let channel = wake::channel(&redis.queue_name(kind));
+                let published: Result<(), _> = ::redis::cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(message)
+                    .query_async(&mut redis.connection())
+                    .await;
+                if let Err(error) = published {
+                    // The job is durable; replicas find it at their next poll.
+                    tracing::debug!(%error, "cannot tell replicas of a push");
+                }
+                Ok(())
             }
         }
     }

@@ -45,6 +45,7 @@ pub(crate) const MISSED_HEARTBEATS: usize = 3;
 /// The Redis side of the queue.
 #[derive(Clone)]
 pub struct RedisBackend {
+    client: redis::Client,
     connection: ConnectionManager,
     prefix: String,
 }
@@ -56,9 +57,20 @@ impl RedisBackend {
             .map_err(|e| QueueError::Backend(format!("the Redis URL is not valid: {e}")))?;
         let connection = client.get_connection_manager().await.map_err(failed)?;
         Ok(Self {
+            client,
             connection,
             prefix: prefix.to_string(),
         })
+    }
+
+    /// The client, for connections of their own (the pub/sub subscription).
+    pub(crate) fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// The name of `kind`'s queue in Redis (apalis prefixes its keys with it).
+    pub(crate) fn queue_name(&self, kind: JobKind) -> String {
+        format!("{}:{}", self.prefix, kind.queue())
     }
 
     /// The connection every queue shares.
@@ -68,7 +80,7 @@ impl RedisBackend {
 
     /// apalis's configuration for `kind`'s queue, which also names its keys.
     fn keys(&self, kind: JobKind) -> apalis_redis::Config {
-        apalis_redis::Config::default().queue(format!("{}:{}", self.prefix, kind.queue()))
+        apalis_redis::Config::default().queue(self.queue_name(kind))
     }
 
     /// apalis's configuration for `kind`'s queue.
@@ -81,7 +93,8 @@ impl RedisBackend {
             // another replica's sweep counts it dead and hands its running jobs out
             // again. One task per fetch keeps the heartbeat going.
             .batch_size(1)
-            // Nobody listens to apalis's pub/sub events; publishing them costs a call.
+            // Nobody listens to apalis's pub/sub events (ours are in `wake.rs`);
+            // publishing them costs a call.
             .emit_events(false)
     }
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
+use apalis_core::backend::ext::poll_strategy::Strategy;
 use apalis_core::backend::ext::BackendExt;
 use apalis_redis::RedisStorage;
 use apalis_sqlite::SqliteStorage;
@@ -165,6 +166,38 @@ impl Queue {
             queue: self.clone(),
             handler,
         });
+        let listener = self.listen_for_replicas(J::KIND, shutdown.clone());
+        self.run_workers(runner, shutdown, grace).await;
+        if let Some(listener) = listener {
+            let _ = listener.await;
+        }
+    }
+
+    /// On Redis, hears other replicas' pushes to `kind`'s queue until `shutdown`.
+    fn listen_for_replicas(
+        &self,
+        kind: super::JobKind,
+        shutdown: CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let Backend::Redis(redis) = &self.inner.backend else {
+            return None;
+        };
+        Some(tokio::spawn(super::wake::listen(
+            redis.client().clone(),
+            redis.queue_name(kind),
+            kind,
+            self.inner.wakeups.clone(),
+            shutdown,
+        )))
+    }
+
+    /// The apalis worker for `J`, started again after it stops on an error.
+    async fn run_workers<J: Job>(
+        &self,
+        runner: Arc<Runner<J>>,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) {
         let mut pause = Duration::from_millis(250);
         while !shutdown.is_cancelled() {
             // On the process's own runtime, like every connection the worker uses: a
@@ -218,6 +251,14 @@ impl Queue {
         }
     }
 
+    /// When the worker fetches: on a push or when a job pushed for later comes due
+    /// (see `wake.rs`), and every `poll_interval` as the safety net.
+    fn strategy<J: Job>(&self) -> Strategy {
+        Strategy::new()
+            .stream(self.inner.wakeups.stream(J::KIND))
+            .interval(self.inner.settings.poll_interval)
+    }
+
     /// One apalis worker for `J`'s queue, as a boxed `Send` future. apalis 1.0's
     /// worker is `Send`, but the compiler cannot prove it through an `async fn`
     /// around it (higher-ranked lifetimes inside apalis); coercing the worker's own
@@ -240,7 +281,7 @@ impl Queue {
             Backend::Sqlite(sqlite) => {
                 let storage = SqliteStorage::<Envelope<J>>::new(sqlite.pool())
                     .with_config(sqlite.config(J::KIND, settings.heartbeat))
-                    .poll_with_interval(settings.poll_interval);
+                    .poll_with_strategy(self.strategy::<J>());
                 let worker = WorkerBuilder::new(name)
                     .backend(storage)
                     .concurrency(concurrency)
@@ -250,7 +291,7 @@ impl Queue {
             Backend::Redis(redis) => {
                 let storage = RedisStorage::<Envelope<J>>::new(redis.connection())
                     .with_config(redis.config(J::KIND, settings.heartbeat))
-                    .poll_with_interval(settings.poll_interval);
+                    .poll_with_strategy(self.strategy::<J>());
                 let worker = WorkerBuilder::new(name)
                     .backend(storage)
                     .concurrency(concurrency)

@@ -444,12 +444,79 @@ async fn vacuum(kind: Kind, jobs: u32) {
     }
 }
 
+/// Two thousand on SQLite: its `DELETE` has no batch limit to cross (Redis's script
+/// takes 500 at a time, hence ten thousand there), and every job costs a few fsyncs,
+/// which on a loaded CI disk made ten thousand take over ten minutes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_vacuums_ten_thousand_finished_jobs() {
-    vacuum(Kind::Sqlite, 10_000).await;
+async fn sqlite_vacuums_every_finished_job() {
+    vacuum(Kind::Sqlite, 2_000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_vacuums_ten_thousand_finished_jobs() {
     vacuum(Kind::Redis, 10_000).await;
+}
+
+/// With the safety-net poll a minute away (and the heartbeat, which also makes the
+/// worker look, half a minute), a push wakes an idle worker of its own
+/// process, and on Redis one of another replica (a second queue on the same server);
+/// a job retried one second later runs after that second, not at the next poll.
+async fn pushes_wake_idle_workers(kind: Kind) {
+    let mut settings = settings();
+    settings.poll_interval = Duration::from_secs(60);
+    settings.heartbeat = Duration::from_secs(30);
+    settings.backoff.initial = Duration::from_secs(1);
+    let bed = bed(kind, settings.clone()).await;
+    let handler = Scripted::new(|n, attempt| match (n, attempt) {
+        (2, 1) => Err(JobError::Retry {
+            reason: "once more".into(),
+            after: Some(Duration::from_secs(1)),
+        }),
+        _ => Ok(Duration::ZERO),
+    });
+    let _workers = work::<Probe>(&bed, handler.clone());
+    // Let the worker start, fetch nothing, and settle into waiting for its poll.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pushed = Instant::now();
+    bed.queue.push(Probe { n: 1 }).await.unwrap();
+    until(Duration::from_secs(5), "the pushed job ran", || {
+        handler.calls.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    assert!(pushed.elapsed() < Duration::from_secs(5));
+    bed.queue.push(Probe { n: 2 }).await.unwrap();
+    until(Duration::from_secs(10), "the retry ran", || {
+        let times = handler.times.lock().unwrap();
+        times.iter().any(|t| t.0 == 2 && t.1 == 2)
+    })
+    .await;
+    let times = handler.times.lock().unwrap().clone();
+    let at = |n, a| times.iter().find(|t| t.0 == n && t.1 == a).unwrap().2;
+    assert!(
+        at(2, 2) - at(2, 1) >= Duration::from_secs(1),
+        "not before its time"
+    );
+    if let Kind::Redis = kind {
+        // A second process on the same Redis pushes; our worker hears it.
+        let Backend::Redis(redis) = bed.queue.backend() else {
+            unreachable!()
+        };
+        let replica = Queue::new(Backend::Redis(redis.clone()), bed.store.clone(), settings);
+        let before = handler.calls.load(Ordering::SeqCst);
+        replica.push(Probe { n: 3 }).await.unwrap();
+        until(Duration::from_secs(5), "the replica's job ran", || {
+            handler.calls.load(Ordering::SeqCst) > before
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_pushes_wake_idle_workers_long_before_their_poll() {
+    pushes_wake_idle_workers(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_pushes_wake_idle_workers_of_every_replica_long_before_their_poll() {
+    pushes_wake_idle_workers(Kind::Redis).await;
 }
