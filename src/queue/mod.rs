@@ -5,6 +5,7 @@
 
 mod backoff;
 mod dead_letters;
+mod group_commit;
 mod job;
 mod redis;
 mod sqlite;
@@ -18,7 +19,6 @@ use std::time::Duration;
 
 use apalis::prelude::{TaskBuilder, TaskSink};
 use apalis_redis::RedisStorage;
-use apalis_sqlite::SqliteStorage;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -308,32 +308,18 @@ impl Queue {
         T: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'static,
     {
         let run_at = run_at_second(envelope.ready_ms, now_ms());
-        let task = TaskBuilder::new(envelope.clone())
-            .run_at_timestamp(run_at)
-            .build();
         let failed = |e: &dyn std::fmt::Display| QueueError::Backend(e.to_string());
         match &self.inner.backend {
             Backend::Sqlite(sqlite) => {
-                let mut storage = SqliteStorage::<Envelope<T>>::new(sqlite.pool())
-                    .with_config(sqlite.config(kind, self.inner.settings.heartbeat));
-                // SQLite answers "database is locked" at once, without waiting, when a
-                // write meets another connection's (workers acknowledging, the state
-                // store): a short wait and another try is all it needs.
-                let mut tries = 0;
-                loop {
-                    match storage.push_task(task.clone()).await {
-                        Ok(()) => return Ok(()),
-                        Err(e) if tries < 20 && e.to_string().contains("database is locked") => {
-                            tries += 1;
-                            tokio::time::sleep(Duration::from_millis(10 * tries)).await;
-                        }
-                        Err(e) => return Err(failed(&e)),
-                    }
-                }
+                let job = serde_json::to_vec(envelope).map_err(|e| failed(&e))?;
+                sqlite.push(kind, job, run_at).await
             }
             Backend::Redis(redis) => {
                 let mut storage = RedisStorage::<Envelope<T>>::new(redis.connection())
                     .with_config(redis.config(kind, self.inner.settings.heartbeat));
+                let task = TaskBuilder::new(envelope.clone())
+                    .run_at_timestamp(run_at)
+                    .build();
                 storage.push_task(task).await.map_err(|e| failed(&e))?;
                 let message = self.inner.wakeups.message(due_ms(envelope.ready_ms));
                 let channel = wake::channel(&redis.queue_name(kind));

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use apalis_sqlite::{SqlitePool, SqliteStorage};
 
+use apalis::prelude::TaskBuilder;
+
+use super::group_commit::GroupCommit;
 use super::job::{now_ms, JobKind};
 use super::{Depth, QueueError};
 
@@ -22,6 +25,7 @@ fn failed(error: impl std::fmt::Display) -> QueueError {
 #[derive(Clone)]
 pub struct SqliteBackend {
     pool: SqlitePool,
+    commits: GroupCommit,
 }
 
 impl SqliteBackend {
@@ -32,7 +36,26 @@ impl SqliteBackend {
             .run(&pool)
             .await
             .map_err(failed)?;
-        Ok(Self { pool })
+        Ok(Self {
+            commits: GroupCommit::new(pool.clone()),
+            pool,
+        })
+    }
+
+    /// Writes `job` (an envelope, as JSON) into `kind`'s queue to run at `run_at`
+    /// (epoch seconds), in a transaction shared with the pushes arriving beside it;
+    /// durable when it returns.
+    pub(crate) async fn push(
+        &self,
+        kind: JobKind,
+        job: Vec<u8>,
+        run_at: u64,
+    ) -> Result<(), QueueError> {
+        let task = TaskBuilder::new(job).run_at_timestamp(run_at).build();
+        self.commits
+            .push(kind.queue(), task)
+            .await
+            .map_err(QueueError::Backend)
     }
 
     /// The pool every job write goes through.
