@@ -14,8 +14,7 @@
 //! first); `KB_BENCH_MINUTES` shortens or lengthens ratelimit and soak.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kaizala_bridge::config::Config;
@@ -31,6 +30,11 @@ use serde_json::json;
 mod redis;
 
 use redis::RedisServer as Redis;
+
+#[path = "support/replica.rs"]
+mod replica;
+
+use replica::Replica;
 
 fn seed(tenant: u32, connector: u32) -> String {
     let mut text = format!("[[tenants]]\nid = \"contoso\"\nrate_limit_per_minute = {tenant}\n");
@@ -80,45 +84,6 @@ fn job(n: usize) -> SendAction {
             id: n.to_string(),
         },
         activity: ActivityKind::Task,
-    }
-}
-
-/// A replica: the release binary's `run`; killed on drop.
-struct Replica(Child);
-
-impl Replica {
-    fn start(config: &Path) -> Self {
-        let binary =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/kaizala-bridge");
-        assert!(
-            binary.exists(),
-            "build the release binary first (./scripts/bench.sh does)"
-        );
-        let child = Command::new(binary)
-            .args(["run", "--config"])
-            .arg(config)
-            .env_clear()
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Self(child)
-    }
-
-    fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
