@@ -520,3 +520,97 @@ async fn sqlite_pushes_wake_idle_workers_long_before_their_poll() {
 async fn redis_pushes_wake_idle_workers_of_every_replica_long_before_their_poll() {
     pushes_wake_idle_workers(Kind::Redis).await;
 }
+
+/// When the emulator received the survey titled `title` (epoch ms), if it did.
+fn received_at(sim: &Sim, title: &str) -> Option<i64> {
+    let state = sim.sim.state();
+    state["groups"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|g| g["actions"].as_array().unwrap().iter())
+        .find(|a| a["title"] == title)
+        .and_then(|a| a["sentAt"].as_i64())
+}
+
+/// Connector app-1 has a backlog of 30 surveys at 3 calls per 2 s (one every 673 ms)
+/// and two workers. Its jobs wait for their turn off the workers, so a survey for
+/// app-2 pushed behind them goes out within a second, and the backlog still drains
+/// in quota order, each survey once, with no dead letter.
+async fn a_backlog_leaves_the_workers_free(kind: Kind) {
+    let sim = Sim::start_with(SEED, kaizala_bridge::sim::kaizala::SimOptions::fast()).await;
+    let mut settings = settings();
+    settings.concurrency.insert(JobKind::SendAction, 2);
+    let bed = bed(kind, settings).await;
+    let period = Duration::from_secs(2);
+    let timeout = Duration::from_secs(5);
+    let clients: HashMap<String, Arc<KaizalaClient>> = [
+        (1, client(&sim, &bed, 1, timeout, Some((3, 1000, period)))),
+        (2, client(&sim, &bed, 2, timeout, Some((3, 1000, period)))),
+    ]
+    .into_iter()
+    .map(|(n, client)| (format!("contoso/app-{n}"), client))
+    .collect();
+    let handler = Arc::new(SendActionHandler::new(
+        clients,
+        Correlations::new(bed.store.clone()),
+    ));
+    let backlog = 30;
+    for n in 0..backlog {
+        bed.queue.push(survey_job(n, 1, "g-sales")).await.unwrap();
+    }
+    let _workers = work::<SendAction>(&bed, handler);
+    // The backlog takes the workers first; its jobs are put off to their turns.
+    until(Duration::from_secs(10), "the backlog started", || {
+        posted_keys(&sim).len() >= 3
+    })
+    .await;
+    let pushed = kaizala_bridge::queue::now_ms();
+    bed.queue.push(survey_job(1000, 2, "g-ops")).await.unwrap();
+    until(Duration::from_secs(10), "app-2's survey went out", || {
+        received_at(&sim, "Qualify deal 1000").is_some()
+    })
+    .await;
+    let waited = received_at(&sim, "Qualify deal 1000").unwrap() - pushed;
+    assert!(
+        waited < 1500,
+        "app-2's survey waited {waited} ms behind app-1's backlog"
+    );
+    let left = backlog - posted_keys(&sim).len().min(backlog);
+    assert!(left > 10, "the backlog was still waiting ({left} left)");
+    settled(&bed, Duration::from_secs(60), || {
+        posted_keys(&sim).len() > backlog
+    })
+    .await;
+    let posted = posted_keys(&sim);
+    for n in (0..backlog).chain([1000]) {
+        let marker = key_marker(&format!("qualify/d365/opportunities/{n}/created"));
+        assert_eq!(posted.get(&marker), Some(&1), "survey {n} posted once");
+    }
+    assert!(bed.queue.dead_letters().list().await.unwrap().is_empty());
+    // The backlog kept its quota: any 4 consecutive posts of app-1 span ≥ 2 s.
+    let state = sim.sim.state();
+    let mut times: Vec<i64> = state["groups"]["g-sales"]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["sentAt"].as_i64().unwrap())
+        .collect();
+    times.sort_unstable();
+    for window in times.windows(4) {
+        assert!(
+            window[3] - window[0] >= 2000,
+            "four posts within one period: {window:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_connector_s_backlog_leaves_the_workers_free_for_another() {
+    a_backlog_leaves_the_workers_free(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_a_connector_s_backlog_leaves_the_workers_free_for_another() {
+    a_backlog_leaves_the_workers_free(Kind::Redis).await;
+}
