@@ -64,8 +64,6 @@ pub struct KaizalaClient {
     tokens: TokenManager,
     key: String,
     gate: Option<(Arc<dyn RateGate>, Vec<Quota>)>,
-    /// How many connectors share the tenant's quota (the line's pace, see `turn`).
-    line_share: u32,
     max_retry_after: Duration,
 }
 
@@ -105,7 +103,6 @@ impl KaizalaClient {
             tokens,
             key,
             gate: None,
-            line_share: 1,
             max_retry_after: options.max_retry_after,
         })
     }
@@ -115,13 +112,6 @@ impl KaizalaClient {
     /// Retry-After, for every caller of the gate.
     pub fn with_gate(mut self, gate: Arc<dyn RateGate>, quotas: Vec<Quota>) -> Self {
         self.gate = Some((gate, quotas));
-        self
-    }
-
-    /// The tenant's quota is shared by `connectors` connectors: this one's line of
-    /// turns runs at its share of it (or its own quota, when lower).
-    pub fn with_line_share(mut self, connectors: u32) -> Self {
-        self.line_share = connectors.max(1);
         self
     }
 
@@ -180,23 +170,7 @@ impl KaizalaClient {
         let Some(connector) = quotas.first() else {
             return Ok(None);
         };
-        // The line runs no faster than this connector's share of its tenant's quota:
-        // when the connectors together may call more than the tenant, turns at the
-        // connector's own rate would bring jobs to the gate before the tenant has a
-        // permit for them, to wait there on a worker after all.
-        let share = quotas.get(1).map_or(connector.calls, |tenant| {
-            // Rounded up: a line a little ahead of the gate costs a short wait at it,
-            // one a little behind leaves the tenant's quota idle.
-            tenant
-                .calls
-                .div_ceil(self.line_share.max(1))
-                .clamp(1, connector.calls.max(1))
-        });
-        let line = Quota {
-            calls: share,
-            ..connector.clone()
-        };
-        gate.turn(&line, horizon)
+        gate.turn(connector, horizon)
             .await
             .map_err(|e| KaizalaError::Transport(e.to_string()))
     }
@@ -498,20 +472,18 @@ pub fn clients(
             };
             let client = KaizalaClient::new(credentials, learned.clone(), &options)?;
             let client = match &gate {
-                Some(gate) => client
-                    .with_gate(
-                        gate.clone(),
-                        vec![
-                            Quota::connector(
-                                &tenant.id,
-                                &connector.id,
-                                connector.rate_limit_per_minute,
-                                period,
-                            ),
-                            Quota::tenant(&tenant.id, tenant.rate_limit_per_minute, period),
-                        ],
-                    )
-                    .with_line_share(tenant.connectors.len() as u32),
+                Some(gate) => client.with_gate(
+                    gate.clone(),
+                    vec![
+                        Quota::connector(
+                            &tenant.id,
+                            &connector.id,
+                            connector.rate_limit_per_minute,
+                            period,
+                        ),
+                        Quota::tenant(&tenant.id, tenant.rate_limit_per_minute, period),
+                    ],
+                ),
                 None => client,
             };
             clients.insert(key, Arc::new(client));
