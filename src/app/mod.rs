@@ -523,9 +523,7 @@ impl Application {
             .with_open_for(config.kaizala.response_poll_grace)
             .with_retention(config.kaizala.correlation_retention);
         let intake = Arc::new(
-            Intake::new(queue.clone(), rules.clone())
-                .with_correlations(correlations.clone())
-                .with_turns(clients.clone()),
+            Intake::new(queue.clone(), rules.clone()).with_correlations(correlations.clone()),
         );
         let receiver = Arc::new(Receiver::new(
             callback_tokens(config),

@@ -3,18 +3,16 @@
 //! `RecordResponse`. Both answer their receiver only once the job is durable, so an
 //! acknowledged event is never lost.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::send_action::TURN_HORIZON;
-use super::{Correlations, RecordResponse, SendAction};
+use super::{Correlations, RecordResponse};
 use crate::crm::CrmEventSink;
 use crate::kaizala::events::Answer;
-use crate::kaizala::{EventData, EventSink, KaizalaClient, KaizalaEvent, SinkError};
+use crate::kaizala::{EventData, EventSink, KaizalaEvent, SinkError};
 use crate::model::time::rfc3339_from_ms;
 use crate::model::{AnsweredQuestion, CrmEvent, ResponseEvent};
 use crate::queue::Queue;
@@ -30,8 +28,6 @@ pub struct Intake {
     queue: Queue,
     rules: Arc<Rules>,
     correlations: Option<Correlations>,
-    /// Clients by `tenant/connector`, whose lines give each survey its turn.
-    turns: HashMap<String, Arc<KaizalaClient>>,
 }
 
 impl Intake {
@@ -41,51 +37,7 @@ impl Intake {
             queue,
             rules,
             correlations: None,
-            turns: HashMap::new(),
         }
-    }
-
-    /// Queues each survey for its turn in its connector's line (`clients` keyed
-    /// `tenant/connector`), so a burst larger than the quota (a CRM catching up)
-    /// never stands in front of other tenants' work as jobs due at once; see
-    /// [`crate::ratelimit::RateGate::turn`].
-    pub fn with_turns(mut self, clients: HashMap<String, Arc<KaizalaClient>>) -> Self {
-        self.turns = clients;
-        self
-    }
-
-    /// Pushes `job`, for its turn when its connector's line is longer than a worker
-    /// should wait. A gate that cannot answer leaves the job due now (the handler asks
-    /// again).
-    async fn push_send(&self, job: SendAction) -> Result<(), String> {
-        let client = self.turns.get(&format!("{}/{}", job.tenant, job.connector));
-        let turn = match client {
-            Some(client) => match client.turn(TURN_HORIZON).await {
-                Ok(turn) => turn,
-                Err(error) => {
-                    // The handler asks again; the job is queued due now, without a turn.
-                    tracing::debug!(%error, "no turn from the rate gate; queued as due now");
-                    return self
-                        .queue
-                        .push(job)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string());
-                }
-            },
-            None => None,
-        };
-        // Turn or not, the line has counted this job: it is pushed with its turn (now,
-        // when the line was short) so that the handler does not queue it again.
-        let pushed = match (client, turn) {
-            (Some(_), turn) => {
-                self.queue
-                    .push_for_turn(job, turn.unwrap_or_default())
-                    .await
-            }
-            (None, _) => self.queue.push(job).await,
-        };
-        pushed.map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// Skips queueing an action whose key is already sent or being sent (the webhook
@@ -112,7 +64,7 @@ impl Intake {
                             continue;
                         }
                     }
-                    self.push_send(*job).await?;
+                    self.queue.push(*job).await.map_err(|e| e.to_string())?;
                     tracing::debug!(%key, "survey queued");
                 }
                 Decision::Skip {

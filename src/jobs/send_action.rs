@@ -28,7 +28,7 @@ const SEARCH_SLACK_MS: i64 = 5 * 60 * 1000;
 /// How long a job may wait for its permit while holding a worker; a longer wait
 /// puts it off to its turn. The shared gate's own horizon (it reserves no further
 /// ahead) is the same quarter second.
-pub(crate) const TURN_HORIZON: Duration = Duration::from_millis(250);
+const TURN_HORIZON: Duration = Duration::from_millis(250);
 
 /// `kaizala_bridge_actions_total{outcome}`: actions posted, found after an uncertain
 /// outcome, found already sent, or deferred to their turn.

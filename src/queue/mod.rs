@@ -268,22 +268,6 @@ impl Queue {
         Ok(envelope.id)
     }
 
-    /// Queues `job` for the turn `after` from now that a rate gate's line gave it:
-    /// due a little before the turn, which its handler then knows is up (see
-    /// [`JobError::Defer`]). Durable when it returns.
-    pub async fn push_for_turn<J: Job>(
-        &self,
-        job: J,
-        after: Duration,
-    ) -> Result<String, QueueError> {
-        let mut envelope = Envelope::new(job);
-        let turn_ms = envelope.ready_ms + after.as_millis().min(i64::MAX as u128 / 2) as i64;
-        envelope.ready_ms = turn_ms - worker::TURN_LEAD_MS;
-        envelope.turn_ms = Some(turn_ms);
-        self.push_envelope(J::KIND, &envelope).await?;
-        Ok(envelope.id)
-    }
-
     /// Why pushes are failing, when the last one failed within [`PUSH_FAILING_FOR`]
     /// and none worked since (readiness reports it).
     pub fn push_failing(&self) -> Option<String> {

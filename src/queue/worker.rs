@@ -91,7 +91,7 @@ impl<J: Job> Runner<J> {
                     now_ms().saturating_add(after.as_millis().min(i64::MAX as u128) as i64);
                 tracing::debug!(job = %envelope.id, queue = kind, turn_in = ?after, "job deferred to its turn");
                 let next = Envelope {
-                    ready_ms: turn_ms.saturating_sub(TURN_LEAD_MS).max(now_ms()),
+                    ready_ms: turn_ms.saturating_sub(TURN_LEAD_MS),
                     turn_ms: Some(turn_ms),
                     ..envelope
                 };
@@ -147,7 +147,7 @@ impl<J: Job> Runner<J> {
 
 /// How long before its turn a deferred job is due: the fetch and the rate gate's
 /// round trip happen before the slot, not in it.
-pub(crate) const TURN_LEAD_MS: i64 = 100;
+const TURN_LEAD_MS: i64 = 100;
 
 /// A worker name unique to this process, so a restarted or second replica never
 /// shares one (shared names block orphan recovery on Redis).
