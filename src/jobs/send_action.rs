@@ -25,13 +25,8 @@ use crate::rules::Rules;
 /// of Kaizala and the bridge differ a little).
 const SEARCH_SLACK_MS: i64 = 5 * 60 * 1000;
 
-/// How long a job may wait for its permit while holding a worker; a longer wait
-/// puts it off to its turn. The shared gate's own horizon (it reserves no further
-/// ahead) is the same quarter second.
-const TURN_HORIZON: Duration = Duration::from_millis(250);
-
 /// `kaizala_bridge_actions_total{outcome}`: actions posted, found after an uncertain
-/// outcome, found already sent, or deferred to their turn.
+/// outcome, or found already sent.
 pub const ACTIONS_TOTAL: &str = "kaizala_bridge_actions_total";
 
 /// Handles `SendAction` jobs.
@@ -90,7 +85,7 @@ impl SendActionHandler {
     /// not post side by side: the key is held around the POST, after the rate-gate
     /// permit (waiting for a permit holds nothing), so one posts while the other
     /// waits a moment and then finds it sent.
-    async fn send(&self, job: &SendAction, turn_ms: Option<i64>) -> Result<(), JobError> {
+    async fn send(&self, job: &SendAction) -> Result<(), JobError> {
         let key = &job.idempotency_key;
         let client_key = format!("{}/{}", job.tenant, job.connector);
         let client = self.clients.get(&client_key).ok_or_else(|| {
@@ -105,14 +100,6 @@ impl SendActionHandler {
         {
             metrics::counter!(ACTIONS_TOTAL, "outcome" => "already_sent").increment(1);
             return self.announce(&action_id, &correlation).await;
-        }
-        // A job whose connector has a line waits for its turn off the worker: it is
-        // put off to its slot, and the worker is free for other tenants' jobs.
-        if turn_ms.is_none_or(|turn| turn > now_ms() + TURN_HORIZON.as_millis() as i64) {
-            if let Some(after) = client.turn(TURN_HORIZON).await.map_err(kaizala_failure)? {
-                metrics::counter!(ACTIONS_TOTAL, "outcome" => "deferred").increment(1);
-                return Err(JobError::Defer { after });
-            }
         }
         let held = loop {
             if !self.holds.wait_free(key).await.map_err(store_failure)? {
@@ -332,15 +319,6 @@ fn with_marker(action: &Value, key: &str) -> Result<Value, JobError> {
 
 impl Handler<SendAction> for SendActionHandler {
     fn handle<'a>(&'a self, job: &'a SendAction, _attempt: u32) -> HandlerFuture<'a> {
-        Box::pin(self.send(job, None))
-    }
-
-    fn handle_at_turn<'a>(
-        &'a self,
-        job: &'a SendAction,
-        _attempt: u32,
-        turn_ms: Option<i64>,
-    ) -> HandlerFuture<'a> {
-        Box::pin(self.send(job, turn_ms))
+        Box::pin(self.send(job))
     }
 }

@@ -159,22 +159,6 @@ impl KaizalaClient {
         self.post_action_body_on(group_id, body, None).await
     }
 
-    /// This connector's turn for a call that should not wait long for its permit
-    /// (see [`crate::ratelimit::RateGate::turn`]): `None` to reserve at once, or how
-    /// long until the turn. The line is the connector's: its quota is what a backlog
-    /// of one connector waits for. A client without a gate always goes at once.
-    pub async fn turn(&self, horizon: Duration) -> Result<Option<Duration>, KaizalaError> {
-        let Some((gate, quotas)) = &self.gate else {
-            return Ok(None);
-        };
-        let Some(connector) = quotas.first() else {
-            return Ok(None);
-        };
-        gate.turn(connector, horizon)
-            .await
-            .map_err(|e| KaizalaError::Transport(e.to_string()))
-    }
-
     /// Takes a permit from every quota of the client now (waiting for it), for one
     /// call made at once with [`KaizalaClient::post_action_body_on`]: a caller that
     /// must hold something only around the call itself waits for its slot first.

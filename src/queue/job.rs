@@ -60,10 +60,6 @@ pub struct Envelope<J> {
     /// What went wrong in the previous attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-    /// The turn this run was put off to (epoch ms), when an earlier run of the same
-    /// attempt was deferred ([`JobError::Defer`]): the handler knows it is up.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub turn_ms: Option<i64>,
     /// The job itself.
     pub job: J,
 }
@@ -78,7 +74,6 @@ impl<J> Envelope<J> {
             enqueued_ms: now,
             ready_ms: now,
             last_error: None,
-            turn_ms: None,
             job,
         }
     }
@@ -99,13 +94,6 @@ pub enum JobError {
     /// Trying again cannot succeed (400, 404, validation): straight to dead letters.
     #[error("{0}")]
     Permanent(String),
-    /// Not now, and not a failure: the job's turn (a rate-gate slot) is `after` from
-    /// now. It runs again then as the same attempt, and frees its worker meanwhile.
-    #[error("deferred to its turn")]
-    Defer {
-        /// Until the turn.
-        after: Duration,
-    },
 }
 
 impl JobError {
@@ -127,18 +115,6 @@ pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<(), JobError>> +
 pub trait Handler<J>: Send + Sync + 'static {
     /// Runs attempt `attempt` (from 1) of `job`.
     fn handle<'a>(&'a self, job: &'a J, attempt: u32) -> HandlerFuture<'a>;
-
-    /// Runs `job` at the turn `turn_ms` (epoch ms) it was deferred to, if it was; a
-    /// handler that never defers needs only [`Handler::handle`].
-    fn handle_at_turn<'a>(
-        &'a self,
-        job: &'a J,
-        attempt: u32,
-        turn_ms: Option<i64>,
-    ) -> HandlerFuture<'a> {
-        let _ = turn_ms;
-        self.handle(job, attempt)
-    }
 }
 
 /// Milliseconds since the epoch.

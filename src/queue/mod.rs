@@ -386,7 +386,6 @@ impl Queue {
             enqueued_ms: now,
             ready_ms: now,
             last_error: Some(letter.last_error),
-            turn_ms: None,
             job: letter.job,
         };
         // Queued before it is forgotten: a crash in between leaves both, and the job's

@@ -47,9 +47,8 @@ impl<J: Job> Runner<J> {
     async fn attempt(&self, envelope: &Envelope<J>) -> Result<(), JobError> {
         let timeout = self.queue.inner.settings.attempt_timeout;
         let handler = self.handler.clone();
-        let (job, attempt, turn) = (envelope.job.clone(), envelope.attempt, envelope.turn_ms);
-        let mut task =
-            tokio::spawn(async move { handler.handle_at_turn(&job, attempt, turn).await });
+        let (job, attempt) = (envelope.job.clone(), envelope.attempt);
+        let mut task = tokio::spawn(async move { handler.handle(&job, attempt).await });
         match tokio::time::timeout(timeout, &mut task).await {
             Ok(Ok(result)) => result,
             Ok(Err(joined)) => {
@@ -86,18 +85,6 @@ impl<J: Job> Runner<J> {
                 tracing::debug!(job = %envelope.id, queue = kind, attempt = envelope.attempt, "job done");
                 "done"
             }
-            Err(JobError::Defer { after }) => {
-                let turn_ms =
-                    now_ms().saturating_add(after.as_millis().min(i64::MAX as u128) as i64);
-                tracing::debug!(job = %envelope.id, queue = kind, turn_in = ?after, "job deferred to its turn");
-                let next = Envelope {
-                    ready_ms: turn_ms.saturating_sub(TURN_LEAD_MS),
-                    turn_ms: Some(turn_ms),
-                    ..envelope
-                };
-                self.queue.push_envelope(J::KIND, &next).await?;
-                "deferred"
-            }
             Err(JobError::Retry { reason, after })
                 if !settings.backoff.exhausted(envelope.attempt) =>
             {
@@ -109,7 +96,6 @@ impl<J: Job> Runner<J> {
                 );
                 let next = Envelope {
                     attempt: envelope.attempt + 1,
-                    turn_ms: None,
                     ready_ms: now_ms()
                         .saturating_add(delay.as_millis().min(i64::MAX as u128) as i64),
                     last_error: Some(reason),
@@ -144,10 +130,6 @@ impl<J: Job> Runner<J> {
         Ok(())
     }
 }
-
-/// How long before its turn a deferred job is due: the fetch and the rate gate's
-/// round trip happen before the slot, not in it.
-const TURN_LEAD_MS: i64 = 100;
 
 /// A worker name unique to this process, so a restarted or second replica never
 /// shares one (shared names block orphan recovery on Redis).

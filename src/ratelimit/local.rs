@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use governor::{DefaultKeyedRateLimiter, RateLimiter};
 
-use super::{GateError, GateFuture, Quota, RateGate, TurnFuture, WAIT_SECONDS};
+use super::{GateError, GateFuture, Quota, RateGate, WAIT_SECONDS};
 use crate::store::{namespaces, Store};
 
 fn now_ms() -> i64 {
@@ -39,7 +39,6 @@ pub struct LocalGate {
     limiters: Mutex<HashMap<Duration, Arc<DefaultKeyedRateLimiter<String>>>>,
     paused: Mutex<HashMap<String, Instant>>,
     memory: Option<Memory>,
-    line: super::Line,
 }
 
 /// What the gate keeps in the store, and what it found there at start.
@@ -167,13 +166,6 @@ impl RateGate for LocalGate {
                     .record(started.elapsed().as_secs_f64());
             }
             Ok(())
-        })
-    }
-
-    fn turn<'a>(&'a self, quota: &'a Quota, horizon: Duration) -> TurnFuture<'a> {
-        Box::pin(async move {
-            let free = Instant::now() + self.pause_left(&quota.key).unwrap_or_default();
-            Ok(self.line.turn(quota, horizon, free))
         })
     }
 

@@ -73,10 +73,6 @@ pub struct GateError(pub String);
 /// Boxed future of a gate operation.
 pub type GateFuture<'a> = Pin<Box<dyn Future<Output = Result<(), GateError>> + Send + 'a>>;
 
-/// Boxed future of [`RateGate::turn`]: `None` to go now, or the wait for the turn.
-pub type TurnFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Option<Duration>, GateError>> + Send + 'a>>;
-
 /// Permits for Kaizala calls.
 pub trait RateGate: Send + Sync {
     /// Waits until one call fits under every quota in `quotas` (a connector's and its
@@ -84,38 +80,6 @@ pub trait RateGate: Send + Sync {
     fn acquire<'a>(&'a self, quotas: &'a [Quota]) -> GateFuture<'a>;
     /// Holds every caller of `key` back for `duration` (Kaizala answered 429).
     fn pause<'a>(&'a self, key: &'a str, duration: Duration) -> GateFuture<'a>;
-    /// A place in `quota`'s line, for a caller that should not sit waiting for a
-    /// permit (a queued job holding a worker): `None` when the line is short enough
-    /// that its call goes within `horizon` (then [`RateGate::acquire`] at once), or
-    /// else how long until its turn, one interval after every turn handed out before
-    /// it on this key (so a backlog's jobs come back one by one, not all together).
-    /// The line only spaces the callers; the permit is still `acquire`'s.
-    fn turn<'a>(&'a self, quota: &'a Quota, horizon: Duration) -> TurnFuture<'a>;
-}
-
-/// The line of one key, kept in this process: when the last turn handed out ends.
-#[derive(Default)]
-pub(crate) struct Line(std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>);
-
-impl Line {
-    /// [`RateGate::turn`] on this line for `quota`, which no caller may start before
-    /// `free` (the end of a pause, or now).
-    pub(crate) fn turn(
-        &self,
-        quota: &Quota,
-        horizon: Duration,
-        free: std::time::Instant,
-    ) -> Option<Duration> {
-        let now = std::time::Instant::now();
-        let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        // Lines that ended long ago are forgotten, so the map holds busy keys only.
-        lines.retain(|_, end| *end + quota.period > now);
-        let end = lines.entry(quota.key.clone()).or_insert(now);
-        let start = (*end).max(free).max(now);
-        *end = start + quota.interval();
-        let wait = start - now;
-        (wait > horizon).then_some(wait)
-    }
 }
 
 /// The gate the configuration asks for: shared in Redis when the queue is there (so
@@ -133,44 +97,4 @@ pub async fn for_config(
             RedisGate::connect(config.queue.redis_url(), crate::store::REDIS_PREFIX).await?,
         ),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_line_hands_out_turns_one_interval_apart_and_the_first_goes_at_once() {
-        let line = Line::default();
-        let quota = Quota::connector("t", "c", 100, Duration::from_secs(60));
-        let horizon = Duration::from_millis(250);
-        let now = std::time::Instant::now();
-        assert_eq!(
-            line.turn(&quota, horizon, now),
-            None,
-            "an idle key goes now"
-        );
-        let turns: Vec<Duration> = (0..5)
-            .map(|_| line.turn(&quota, horizon, now).expect("put off"))
-            .collect();
-        for (n, turn) in turns.iter().enumerate() {
-            let expected = quota.interval() * (n as u32 + 1);
-            assert!(
-                turn.abs_diff(expected) < Duration::from_millis(20),
-                "turn {n}: {turn:?}, not {expected:?}"
-            );
-        }
-        let other = Quota::connector("t", "d", 100, Duration::from_secs(60));
-        assert_eq!(
-            line.turn(&other, horizon, now),
-            None,
-            "keys have lines of their own"
-        );
-        let paused = Quota::connector("t", "e", 100, Duration::from_secs(60));
-        let turn = line.turn(&paused, horizon, now + Duration::from_secs(5));
-        assert!(
-            turn.is_some_and(|t| t > Duration::from_secs(4)),
-            "not before a pause ends"
-        );
-    }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use redis::Script;
 
-use super::{GateError, GateFuture, Quota, RateGate, TurnFuture, WAIT_SECONDS};
+use super::{GateError, GateFuture, Quota, RateGate, WAIT_SECONDS};
 
 /// KEYS: for each quota its calendar (a sorted set of reserved call times, µs on
 /// Redis's clock) then its pause key. ARGV: each quota's interval in µs (a millisecond
@@ -96,27 +96,10 @@ end
 return {0, 1000}
 "#;
 
-/// KEYS: the key's line (the end of its last turn, µs on Redis's clock), its pause
-/// key. ARGV: its interval, the horizon (µs). Hands out the next turn, never before a
-/// pause ends; returns -1 when it starts within the horizon, else the wait in µs.
-const TURN: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local start = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
-local pause = redis.call('PTTL', KEYS[2]) * 1000
-if pause > 0 then start = math.max(start, now + pause) end
-local ends = start + interval
-redis.call('SET', KEYS[1], string.format('%.0f', ends), 'PX', math.ceil((ends - now) / 1000) + 60000)
-if start - now <= tonumber(ARGV[2]) then return -1 end
-return start - now
-"#;
-
 /// A [`RateGate`] shared through Redis.
 pub struct RedisGate {
     connection: ConnectionManager,
     script: Script,
-    turn: Script,
     prefix: String,
 }
 
@@ -132,17 +115,12 @@ impl RedisGate {
         Ok(Self {
             connection,
             script: Script::new(SCRIPT),
-            turn: Script::new(TURN),
             prefix: prefix.to_string(),
         })
     }
 
     fn calendar_key(&self, key: &str) -> String {
         format!("{}:calendar:{key}", self.prefix)
-    }
-
-    fn line_key(&self, key: &str) -> String {
-        format!("{}:line:{key}", self.prefix)
     }
 
     fn pause_key(&self, key: &str) -> String {
@@ -179,22 +157,6 @@ impl RateGate for RedisGate {
                     .record(started.elapsed().as_secs_f64());
             }
             Ok(())
-        })
-    }
-
-    fn turn<'a>(&'a self, quota: &'a Quota, horizon: Duration) -> TurnFuture<'a> {
-        Box::pin(async move {
-            let mut connection = self.connection.clone();
-            let wait: i64 = self
-                .turn
-                .key(self.line_key(&quota.key))
-                .key(self.pause_key(&quota.key))
-                .arg(quota.interval().as_micros().max(1) as u64)
-                .arg(horizon.as_micros() as u64)
-                .invoke_async(&mut connection)
-                .await
-                .map_err(|e| GateError(e.to_string()))?;
-            Ok((wait >= 0).then(|| Duration::from_micros(wait as u64)))
         })
     }
 

@@ -525,13 +525,6 @@ impl kaizala_bridge::ratelimit::RateGate for RecordingGate {
             .push((key.to_string(), duration));
         Box::pin(async { Ok(()) })
     }
-    fn turn<'a>(
-        &'a self,
-        _: &'a kaizala_bridge::ratelimit::Quota,
-        _: Duration,
-    ) -> kaizala_bridge::ratelimit::TurnFuture<'a> {
-        Box::pin(async { Ok(None) })
-    }
 }
 
 #[tokio::test]

@@ -246,33 +246,3 @@ async fn callers_that_die_waiting_leave_no_slots_reserved_ahead() {
         "{reserved} slots reserved after 8 callers died waiting"
     );
 }
-
-/// Two replicas on one Redis hand out places in one line per key: turns come one
-/// interval apart whichever replica asks, the first within the horizon goes at once,
-/// and a pause pushes the line past its end.
-#[tokio::test]
-async fn replicas_on_redis_share_one_line_per_key() {
-    let redis = RedisServer::start();
-    let one = RedisGate::connect(&redis.url(), "test").await.unwrap();
-    let two = RedisGate::connect(&redis.url(), "test").await.unwrap();
-    let quota = Quota::connector("c", "a", 100, Duration::from_secs(60));
-    let horizon = Duration::from_millis(250);
-    assert_eq!(one.turn(&quota, horizon).await.unwrap(), None);
-    let mut turns = Vec::new();
-    for n in 0..6 {
-        let gate = if n % 2 == 0 { &two } else { &one };
-        turns.push(gate.turn(&quota, horizon).await.unwrap().expect("put off"));
-    }
-    for (n, turn) in turns.iter().enumerate() {
-        let expected = quota.interval() * (n as u32 + 1);
-        assert!(
-            turn.abs_diff(expected) < Duration::from_millis(50),
-            "turn {n}: {turn:?}, not {expected:?}"
-        );
-    }
-    let other = Quota::connector("c", "b", 100, Duration::from_secs(60));
-    assert_eq!(two.turn(&other, horizon).await.unwrap(), None);
-    one.pause(&other.key, Duration::from_secs(5)).await.unwrap();
-    let turn = two.turn(&other, horizon).await.unwrap();
-    assert!(turn.is_some_and(|t| t > Duration::from_secs(4)), "{turn:?}");
-}
