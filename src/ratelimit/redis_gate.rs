@@ -28,9 +28,8 @@ use super::{GateError, GateFuture, Quota, RateGate, WAIT_SECONDS};
 /// connectors' calls can still use, or the tenant's quota is left idle. Times are
 /// taken on the grid of the last key's interval (the tenant's, which every call of the
 /// tenant shares), so its slots pack without gaps too narrow to use. Candidates are
-/// now (off the grid, so that an idle key's call goes at once), now on the grid, and
-/// the end of every reservation's interval on the grid; reservations older than an
-/// interval can no longer conflict and are dropped.
+/// now and the end of every reservation's interval, put on the grid; reservations
+/// older than an interval can no longer conflict and are dropped.
 const SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -50,9 +49,7 @@ local horizon = math.max(grid, 250000)
 local function snap(at)
   return math.ceil(at / grid) * grid
 end
--- Now itself first: a call on an idle key goes at once, not at the next grid point
--- (half a tenant interval later on average, 100 ms at 300 a minute).
-local candidates = {now, snap(now)}
+local candidates = {snap(now)}
 for i = 1, n do
   local interval = tonumber(ARGV[i])
   redis.call('ZREMRANGEBYSCORE', KEYS[2 * i - 1], '-inf', '(' .. string.format('%.0f', now - interval))
