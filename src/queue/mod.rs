@@ -81,11 +81,11 @@ fn run_at_second(ready_ms: i64, now_ms: i64) -> u64 {
     }
 }
 
-/// When a fetch first finds a job due at `ready_ms`: the start of its scheduled
-/// second, a few milliseconds late so that the clock has surely passed it.
-fn due_ms(ready_ms: i64) -> i64 {
-    let second = run_at_second(ready_ms, now_ms()) as i64 * 1000;
-    if second <= now_ms() {
+/// When a fetch first finds a job scheduled for second `run_at`, at `now_ms`: the
+/// start of that second, a few milliseconds late so that the clock has surely passed it.
+fn due_ms(run_at: u64, now_ms: i64) -> i64 {
+    let second = run_at as i64 * 1000;
+    if second <= now_ms {
         second
     } else {
         second + 5
@@ -287,9 +287,12 @@ impl Queue {
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'static,
     {
-        let pushed = self.push_to_backend(kind, envelope).await;
+        let now = now_ms();
+        let run_at = run_at_second(envelope.ready_ms, now);
+        let due = due_ms(run_at, now);
+        let pushed = self.push_to_backend(kind, envelope, run_at, due).await;
         if pushed.is_ok() {
-            self.inner.wakeups.pushed(kind, due_ms(envelope.ready_ms));
+            self.inner.wakeups.pushed(kind, due);
         }
         let mut failed = self.inner.progress.push_failed.lock().unwrap();
         *failed = match &pushed {
@@ -303,11 +306,12 @@ impl Queue {
         &self,
         kind: JobKind,
         envelope: &Envelope<T>,
+        run_at: u64,
+        due_ms: i64,
     ) -> Result<(), QueueError>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'static,
     {
-        let run_at = run_at_second(envelope.ready_ms, now_ms());
         let failed = |e: &dyn std::fmt::Display| QueueError::Backend(e.to_string());
         match &self.inner.backend {
             Backend::Sqlite(sqlite) => {
@@ -321,7 +325,7 @@ impl Queue {
                     .run_at_timestamp(run_at)
                     .build();
                 storage.push_task(task).await.map_err(|e| failed(&e))?;
-                let message = self.inner.wakeups.message(due_ms(envelope.ready_ms));
+                let message = self.inner.wakeups.message(due_ms);
                 let channel = wake::channel(&redis.queue_name(kind));
                 let published: Result<(), _> = ::redis::cmd("PUBLISH")
                     .arg(channel)
