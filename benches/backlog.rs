@@ -117,8 +117,11 @@ async fn bench(redis: bool, tenant: u32, connector: u32, tuning: &str) -> Bench 
     )
     .unwrap();
     let config = Config::load(Some(&file), &HashMap::new()).unwrap();
-    let store = kaizala_bridge::store::open(&config).await.unwrap();
-    let queue = Queue::open(&config, store).await.unwrap();
+    let backend = kaizala_bridge::backend::Backend::open(&config.queue)
+        .await
+        .unwrap();
+    let store = kaizala_bridge::store::open(&backend).await.unwrap();
+    let queue = Queue::open(&backend, &config.queue, store).await.unwrap();
     Bench {
         sim,
         dir,

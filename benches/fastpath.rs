@@ -362,8 +362,11 @@ async fn ingest() {
 /// `jobs` surveys for fabrikam, whose connector allows 100 a minute: a backlog that
 /// waits for its quota for the whole run.
 async fn backlog(config: &Config, jobs: usize) {
-    let store = kaizala_bridge::store::open(config).await.unwrap();
-    let queue = Queue::open(config, store).await.unwrap();
+    let backend = kaizala_bridge::backend::Backend::open(&config.queue)
+        .await
+        .unwrap();
+    let store = kaizala_bridge::store::open(&backend).await.unwrap();
+    let queue = Queue::open(&backend, &config.queue, store).await.unwrap();
     for n in 0..jobs {
         let id = format!("backlog-{n}");
         let job = SendAction {

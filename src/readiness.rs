@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::{Config, QueueBackend};
-
 /// `kaizala_bridge_ready`: 1 while every dependency answers (what `/readyz` says),
 /// published every 15 s so an alert needs no one probing.
 pub const READY: &str = "kaizala_bridge_ready";
@@ -20,14 +18,6 @@ pub const DEPENDENCY_UP: &str = "kaizala_bridge_dependency_up";
 
 /// How long one probe may take before its dependency counts as down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Readiness could not be set up from the configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadinessError {
-    /// The Redis URL was rejected by the client (the URL is not repeated: it may hold a password).
-    #[error("queue.redis_url: the Redis client rejects it: {0}")]
-    RedisUrl(redis::RedisError),
-}
 
 /// Something the process needs in order to work.
 enum Dependency {
@@ -77,23 +67,22 @@ impl Report {
 }
 
 impl Readiness {
-    /// The dependencies `config` needs.
-    pub fn for_config(config: &Config) -> Result<Self, ReadinessError> {
-        let queue = match config.queue.backend {
-            QueueBackend::Sqlite => Dependency::SqliteQueue {
-                path: config.queue.sqlite_path.clone(),
+    /// The dependencies of a process on `backend`.
+    pub fn for_backend(backend: &crate::backend::Backend) -> Self {
+        use crate::backend::Backend;
+        let queue = match backend {
+            Backend::Sqlite(sqlite) => Dependency::SqliteQueue {
+                path: sqlite.path().to_path_buf(),
             },
-            QueueBackend::Redis => {
-                let client = redis::Client::open(config.queue.redis_url())
-                    .map_err(ReadinessError::RedisUrl)?;
-                Dependency::RedisQueue { client }
-            }
+            Backend::Redis(redis) => Dependency::RedisQueue {
+                client: redis.client().clone(),
+            },
         };
-        Ok(Self {
+        Self {
             dependencies: vec![queue],
             draining: AtomicBool::new(false),
             workers: std::sync::OnceLock::new(),
-        })
+        }
     }
 
     /// From now on a stalled queue (ready jobs ageing while none finishes) makes the

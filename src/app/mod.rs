@@ -7,7 +7,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use std::collections::HashMap;
 
-use crate::config::{BaselineMode, Config, CrmConfig, QueueBackend, ResponseMode};
+use crate::backend::Backend;
+use crate::config::{BaselineMode, Config, CrmConfig, ResponseMode};
 use crate::crm::dataverse::poller::{Baseline, Watch};
 use crate::crm::dataverse::source::DataverseSource;
 use crate::crm::dataverse::webhook::{DataverseReceiver, Source as WebhookSource};
@@ -33,7 +33,7 @@ use crate::jobs::{
 use crate::kaizala::subscriptions::Reconciling;
 use crate::kaizala::{EventSink, KaizalaClient, Receiver};
 use crate::queue::{Handler, Queue};
-use crate::readiness::{Readiness, ReadinessError};
+use crate::readiness::Readiness;
 use crate::rules::Rules;
 use crate::store::{Presence, Store};
 use crate::tasks::Tasks;
@@ -56,17 +56,9 @@ pub enum AppError {
         /// Why the bind failed (address in use, permission denied...).
         source: io::Error,
     },
-    /// The directory of the SQLite queue could not be created.
-    #[error("queue.sqlite_path: cannot create directory {}: {source}", path.display())]
-    DataDir {
-        /// The directory.
-        path: PathBuf,
-        /// Why it could not be created.
-        source: io::Error,
-    },
-    /// Readiness probes could not be set up.
+    /// The queue's backend (the SQLite file, or Redis) could not be opened.
     #[error(transparent)]
-    Readiness(#[from] ReadinessError),
+    Backend(#[from] crate::backend::BackendError),
     /// The SIGTERM/SIGINT handlers could not be installed.
     #[error("cannot install the SIGTERM/SIGINT handlers: {0}")]
     Signals(io::Error),
@@ -306,28 +298,13 @@ fn reconciler(
     Ok(reconciler)
 }
 
-/// What every build does first: the SQLite directory made, readiness probes built,
-/// the metrics recorder installed.
-async fn prepare(config: &Config) -> Result<Arc<Readiness>, AppError> {
+/// What every build does first: readiness probes built for `backend`, the metrics
+/// recorder installed.
+fn prepare(config: &Config, backend: &Backend) -> Arc<Readiness> {
     tracing::debug!(?config, "configuration loaded");
-    if config.queue.backend == QueueBackend::Sqlite {
-        if let Some(dir) = config
-            .queue
-            .sqlite_path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|source| AppError::DataDir {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-        }
-    }
-    let readiness = Arc::new(Readiness::for_config(config)?);
+    let readiness = Arc::new(Readiness::for_backend(backend));
     telemetry::metrics();
-    Ok(readiness)
+    readiness
 }
 
 /// A bound listener and what it serves.
@@ -421,10 +398,14 @@ impl Application {
     /// Like [`Application::build`], for a configuration whose rules
     /// [`load_config`] already compiled (so start-up compiles them once).
     pub async fn build_loaded(config: &Config, rules: Rules) -> Result<Self, AppError> {
-        let readiness = prepare(config).await?;
-        let store = crate::store::open(config).await.map_err(AppError::Store)?;
+        let backend = Backend::open(&config.queue).await?;
+        let readiness = prepare(config, &backend);
+        let store = crate::store::open(&backend)
+            .await
+            .map_err(AppError::Store)?;
         let rules = Arc::new(rules);
-        let (state, reconciler, daemon) = Self::bridge(config, rules, store, &readiness).await?;
+        let (state, reconciler, daemon) =
+            Self::bridge(config, rules, &backend, store, &readiness).await?;
         Self::assemble(config, state, readiness, reconciler, daemon).await
     }
 
@@ -432,11 +413,16 @@ impl Application {
     /// no queue, worker or poller: for tests of a receiver (or of the service) alone.
     /// Production wiring never passes through here.
     pub async fn with_receivers(config: &Config, components: Components) -> Result<Self, AppError> {
-        let readiness = prepare(config).await?;
-        // The store only where something needs it: a service test may point at a
-        // Redis that never answers.
+        // Connected on first use, and the store only where something needs it: a
+        // service test may point at a Redis that never answers.
+        let backend = Backend::unconnected(&config.queue)?;
+        let readiness = prepare(config, &backend);
         let store = match &components.kaizala_sink {
-            Some(_) => Some(crate::store::open(config).await.map_err(AppError::Store)?),
+            Some(_) => Some(
+                crate::store::open(&backend)
+                    .await
+                    .map_err(AppError::Store)?,
+            ),
             None => None,
         };
         let kaizala = components
@@ -513,11 +499,12 @@ impl Application {
     async fn bridge(
         config: &Config,
         rules: Arc<Rules>,
+        backend: &Backend,
         store: Arc<dyn Store>,
         readiness: &Arc<Readiness>,
     ) -> Result<(AppState, Option<Reconciling>, Option<Daemon>), AppError> {
-        let queue = Queue::open(config, store.clone()).await?;
-        let gate = crate::ratelimit::for_config(config, store.clone()).await?;
+        let queue = Queue::open(backend, &config.queue, store.clone()).await?;
+        let gate = crate::ratelimit::for_backend(backend, store.clone()).await?;
         let clients = crate::kaizala::client::clients(config, store.clone(), Some(gate))?;
         let correlations = Correlations::new(store.clone())
             .with_open_for(config.kaizala.response_poll_grace)

@@ -44,7 +44,7 @@ pub fn execute(config: &Config, action: &AuthAction) -> ExitCode {
                 println!("Kaizala sent a PIN to {phone}; now run: kaizala-bridge auth login --connector {key} --phone {phone} --pin PIN");
             }
             AuthAction::Login { pin, .. } => {
-                let store = crate::store::open(config).await.map_err(|e| crate::kaizala::KaizalaError::Credentials(e.to_string()))?;
+                let (_, store) = super::open_store(config).await.map_err(crate::kaizala::KaizalaError::Credentials)?;
                 let credentials = Credentials::new(store);
                 let login = onboarding::login(&chosen.api_root, &chosen.application_id, phone, *pin, &credentials, &key).await?;
                 let place = match config.queue.backend {

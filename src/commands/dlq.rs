@@ -14,8 +14,11 @@ pub fn execute(config: &Config, action: &DlqAction) -> ExitCode {
         Err(code) => return code,
     };
     let result = runtime.block_on(async {
-        let store = crate::store::open(config).await?;
-        let queue = Queue::open(config, store).await?;
+        let (backend, store) = match super::open_store(config).await {
+            Ok(opened) => opened,
+            Err(message) => return Ok(Some(message)),
+        };
+        let queue = Queue::open(&backend, &config.queue, store).await?;
         match action {
             DlqAction::List => {
                 let letters = queue.dead_letters().list().await?;

@@ -21,6 +21,26 @@ use crate::cli::EXIT_RUNTIME;
 use crate::config::{LogConfig, LogFormat};
 use crate::{shutdown, telemetry};
 
+/// The configured backend and the store on it, for a command that reads or writes
+/// the bridge's state; the error is the line to print.
+pub async fn open_store(
+    config: &crate::config::Config,
+) -> Result<
+    (
+        crate::backend::Backend,
+        std::sync::Arc<dyn crate::store::Store>,
+    ),
+    String,
+> {
+    let backend = crate::backend::Backend::open(&config.queue)
+        .await
+        .map_err(|e| e.to_string())?;
+    let store = crate::store::open(&backend)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((backend, store))
+}
+
 /// Installs logging for `log` and builds the multi-threaded runtime; a failure is
 /// printed and is exit code 1.
 pub fn runtime(log: &LogConfig) -> Result<tokio::runtime::Runtime, ExitCode> {

@@ -14,8 +14,8 @@ pub fn execute(config: &Config, action: &WebhooksAction) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async {
-        let store = match crate::store::open(config).await {
-            Ok(store) => store,
+        let store = match super::open_store(config).await {
+            Ok((_, store)) => store,
             Err(error) => {
                 eprintln!("kaizala-bridge: {error}");
                 return ExitCode::from(EXIT_RUNTIME);

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use crate::model::Correlation;
-use crate::store::{namespaces, Store, StoreError};
+use crate::store::{namespaces, Entry, Store, StoreError};
 
 /// Where a post stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,16 +93,23 @@ impl Correlations {
             .await
     }
 
-    /// Records that `action_id` was sent for `correlation`, then that its key is sent.
+    /// Records, in one atomic write, that `action_id` was sent for `correlation` and
+    /// that its key is sent: no crash leaves the key "sent" without the action's
+    /// record, or the record without the key's state.
     pub async fn sent(&self, action_id: &str, correlation: &Correlation) -> Result<(), StoreError> {
-        self.record_action(action_id, correlation).await?;
-        self.set_state(
-            &correlation.key,
-            &PostState::Sent {
-                action_id: action_id.to_string(),
-            },
-        )
-        .await
+        let state = PostState::Sent {
+            action_id: action_id.to_string(),
+        };
+        let state = serde_json::to_string(&state).expect("plain data serializes");
+        let record = ActionRecord::of(self, action_id, correlation);
+        let mut entries = record.entries();
+        entries.push(Entry {
+            namespace: namespaces::CORRELATIONS,
+            key: &correlation.key,
+            value: &state,
+            ttl: self.retention,
+        });
+        self.store.put_all(&entries).await
     }
 
     /// Records that `action_id` is ours, sent for `correlation` (and open for answers
@@ -112,26 +119,21 @@ impl Correlations {
         action_id: &str,
         correlation: &Correlation,
     ) -> Result<(), StoreError> {
-        let text = serde_json::to_string(correlation).expect("plain data serializes");
-        let key = action_key(&correlation.tenant, action_id);
-        self.store
-            .put(namespaces::ACTIONS, &key, &text, self.retention)
-            .await?;
-        if let Some(due_ms) = correlation.due_ms {
-            // The index the answer sweep reads: it expires by itself once the action
-            // stops taking answers, so a sweep never reads the whole history.
-            let open_ms = due_ms
-                .saturating_add(self.open_for.as_millis().min(i64::MAX as u128) as i64)
-                .saturating_sub(crate::queue::now_ms())
-                .max(60_000);
-            // Nothing about the action outlives what it was sent for.
-            let open_for = Duration::from_millis(open_ms as u64);
-            let open_for = self.retention.map_or(open_for, |kept| open_for.min(kept));
-            self.store
-                .put(namespaces::OPEN_ACTIONS, &key, &text, Some(open_for))
-                .await?;
-        }
-        Ok(())
+        let record = ActionRecord::of(self, action_id, correlation);
+        self.store.put_all(&record.entries()).await
+    }
+
+    /// How long `correlation`'s action stays in the index of open actions, if it has
+    /// a due date: until the due date plus the grace, at least a minute, never longer
+    /// than the retention (nothing about the action outlives what it was sent for).
+    fn open_for(&self, correlation: &Correlation) -> Option<Duration> {
+        let due_ms = correlation.due_ms?;
+        let open_ms = due_ms
+            .saturating_add(self.open_for.as_millis().min(i64::MAX as u128) as i64)
+            .saturating_sub(crate::queue::now_ms())
+            .max(60_000);
+        let open_for = Duration::from_millis(open_ms as u64);
+        Some(self.retention.map_or(open_for, |kept| open_for.min(kept)))
     }
 
     /// The store the correlations are kept in (holds live beside them).
@@ -191,6 +193,43 @@ impl Correlations {
         Ok(read(action_id.to_string())
             .await?
             .filter(|correlation| correlation.tenant == tenant))
+    }
+}
+
+/// An action's record, written under its tenant: what it was sent for, and (while it
+/// takes answers) its entry in the index the answer sweep reads, which expires by
+/// itself so a sweep never reads the whole history.
+struct ActionRecord {
+    key: String,
+    text: String,
+    retention: Option<Duration>,
+    open_for: Option<Duration>,
+}
+
+impl ActionRecord {
+    fn of(correlations: &Correlations, action_id: &str, correlation: &Correlation) -> Self {
+        Self {
+            key: action_key(&correlation.tenant, action_id),
+            text: serde_json::to_string(correlation).expect("plain data serializes"),
+            retention: correlations.retention,
+            open_for: correlations.open_for(correlation),
+        }
+    }
+
+    fn entries(&self) -> Vec<Entry<'_>> {
+        let record = Entry {
+            namespace: namespaces::ACTIONS,
+            key: &self.key,
+            value: &self.text,
+            ttl: self.retention,
+        };
+        let open = self.open_for.map(|ttl| Entry {
+            namespace: namespaces::OPEN_ACTIONS,
+            key: &self.key,
+            value: &self.text,
+            ttl: Some(ttl),
+        });
+        std::iter::once(record).chain(open).collect()
     }
 }
 

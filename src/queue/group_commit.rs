@@ -141,7 +141,7 @@ mod tests {
     use super::*;
 
     async fn pool(dir: &tempfile::TempDir) -> SqlitePool {
-        let pool = crate::store::durable_pool(&dir.path().join("q.sqlite"), 4)
+        let pool = crate::backend::durable_pool(&dir.path().join("q.sqlite"), 4)
             .await
             .unwrap();
         apalis_sqlite::SqliteStorage::<()>::migrations()

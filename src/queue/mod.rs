@@ -30,7 +30,7 @@ pub use job::{now_ms, Envelope, Handler, HandlerFuture, Job, JobError, JobKind};
 pub use sqlite::SqliteBackend;
 pub use worker::process_name;
 
-use crate::config::{Config, QueueBackend, QueueConfig};
+use crate::config::QueueConfig;
 use crate::store::Store;
 
 /// `kaizala_bridge_jobs_total{queue,outcome}`: attempts by how they ended (`done`,
@@ -169,9 +169,9 @@ impl Settings {
     }
 }
 
-/// Which storage holds the jobs.
+/// Which storage holds the jobs: the queue's side of the [`crate::backend::Backend`].
 #[derive(Clone)]
-pub enum Backend {
+pub enum Storage {
     /// The embedded SQLite file.
     Sqlite(SqliteBackend),
     /// A Redis server.
@@ -202,7 +202,7 @@ impl Progress {
 }
 
 struct Inner {
-    backend: Backend,
+    storage: Storage,
     wakeups: wake::Wakeups,
     dead: DeadLetters,
     settings: Settings,
@@ -216,28 +216,27 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// The queue the configuration names, with its dead letters in `store`.
-    pub async fn open(config: &Config, store: Arc<dyn Store>) -> Result<Self, QueueError> {
-        let backend = match config.queue.backend {
-            QueueBackend::Sqlite => {
-                Backend::Sqlite(SqliteBackend::open(&config.queue.sqlite_path).await?)
+    /// The queue on `backend`, set as `config` says, with its dead letters in `store`.
+    pub async fn open(
+        backend: &crate::backend::Backend,
+        config: &QueueConfig,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, QueueError> {
+        use crate::backend::Backend;
+        let storage = match backend {
+            Backend::Sqlite(sqlite) => {
+                Storage::Sqlite(SqliteBackend::on(sqlite.pool().clone()).await?)
             }
-            QueueBackend::Redis => Backend::Redis(
-                RedisBackend::connect(config.queue.redis_url(), crate::store::REDIS_PREFIX).await?,
-            ),
+            Backend::Redis(redis) => Storage::Redis(RedisBackend::on(redis)),
         };
-        Ok(Self::new(
-            backend,
-            store,
-            Settings::from_config(&config.queue),
-        ))
+        Ok(Self::new(storage, store, Settings::from_config(config)))
     }
 
-    /// A queue on `backend`.
-    pub fn new(backend: Backend, store: Arc<dyn Store>, settings: Settings) -> Self {
+    /// A queue on `storage`.
+    pub fn new(storage: Storage, store: Arc<dyn Store>, settings: Settings) -> Self {
         Self {
             inner: Arc::new(Inner {
-                backend,
+                storage,
                 wakeups: wake::Wakeups::default(),
                 dead: DeadLetters::new(store),
                 settings,
@@ -251,9 +250,9 @@ impl Queue {
         }
     }
 
-    /// The backend.
-    pub fn backend(&self) -> &Backend {
-        &self.inner.backend
+    /// Where the jobs are kept (tests and tools reach the backend's own queries).
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
     }
 
     /// The dead letters.
@@ -313,12 +312,12 @@ impl Queue {
         T: Serialize + DeserializeOwned + Clone + Send + Sync + Unpin + 'static,
     {
         let failed = |e: &dyn std::fmt::Display| QueueError::Backend(e.to_string());
-        match &self.inner.backend {
-            Backend::Sqlite(sqlite) => {
+        match &self.inner.storage {
+            Storage::Sqlite(sqlite) => {
                 let job = serde_json::to_vec(envelope).map_err(|e| failed(&e))?;
                 sqlite.push(kind, job, run_at).await
             }
-            Backend::Redis(redis) => {
+            Storage::Redis(redis) => {
                 let mut storage = RedisStorage::<Envelope<T>>::new(redis.connection())
                     .with_config(redis.config(kind, self.inner.settings.heartbeat));
                 let task = TaskBuilder::new(envelope.clone())
@@ -343,9 +342,9 @@ impl Queue {
 
     /// Jobs waiting in `kind`'s queue.
     pub async fn depth(&self, kind: JobKind) -> Result<Depth, QueueError> {
-        match &self.inner.backend {
-            Backend::Sqlite(sqlite) => sqlite.depth(kind).await,
-            Backend::Redis(redis) => redis.depth(kind).await,
+        match &self.inner.storage {
+            Storage::Sqlite(sqlite) => sqlite.depth(kind).await,
+            Storage::Redis(redis) => redis.depth(kind).await,
         }
     }
 
@@ -353,9 +352,9 @@ impl Queue {
     pub async fn vacuum(&self, keep: Duration) -> Result<u64, QueueError> {
         let mut removed = 0;
         for kind in JobKind::ALL {
-            removed += match &self.inner.backend {
-                Backend::Sqlite(sqlite) => sqlite.vacuum(kind, keep).await?,
-                Backend::Redis(redis) => redis.vacuum(kind, keep).await?,
+            removed += match &self.inner.storage {
+                Storage::Sqlite(sqlite) => sqlite.vacuum(kind, keep).await?,
+                Storage::Redis(redis) => redis.vacuum(kind, keep).await?,
             };
         }
         metrics::counter!(VACUUMED_TOTAL).increment(removed);

@@ -51,16 +51,22 @@ pub struct RedisBackend {
 }
 
 impl RedisBackend {
-    /// Connects to `url`; queues go under `prefix`.
+    /// Connects to `url` on a connection of its own, queues under `prefix`: for tools
+    /// and tests; the bridge shares the backend's connection ([`Self::on`]).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, QueueError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| QueueError::Backend(format!("the Redis URL is not valid: {e}")))?;
-        let connection = client.get_connection_manager().await.map_err(failed)?;
-        Ok(Self {
-            client,
-            connection,
-            prefix: prefix.to_string(),
-        })
+        let handle = crate::backend::RedisHandle::connect(url, prefix)
+            .await
+            .map_err(failed)?;
+        Ok(Self::on(&handle))
+    }
+
+    /// The queue on `redis`'s client and shared connection, under its prefix.
+    pub fn on(redis: &crate::backend::RedisHandle) -> Self {
+        Self {
+            client: redis.client().clone(),
+            connection: redis.connection(),
+            prefix: redis.prefix().to_string(),
+        }
     }
 
     /// The client, for connections of their own (the pub/sub subscription).

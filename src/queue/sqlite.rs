@@ -29,9 +29,17 @@ pub struct SqliteBackend {
 }
 
 impl SqliteBackend {
-    /// Opens (creating if needed) the queue in the database at `path`.
+    /// Opens (creating if needed) the queue in the database at `path`, on a pool of
+    /// its own: for tools and tests; the bridge shares the backend's ([`Self::on`]).
     pub async fn open(path: &Path) -> Result<Self, QueueError> {
-        let pool = crate::store::durable_pool(path, 8).await?;
+        let pool = crate::backend::durable_pool(path, 8)
+            .await
+            .map_err(failed)?;
+        Self::on(pool).await
+    }
+
+    /// The queue in the file `pool` is on (apalis's tables migrated if needed).
+    pub async fn on(pool: SqlitePool) -> Result<Self, QueueError> {
         SqliteStorage::<()>::migrations()
             .run(&pool)
             .await

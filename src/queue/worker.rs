@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::dead_letters::DeadLetter;
 use super::job::{now_ms, Envelope, Handler, Job, JobError};
-use super::{Backend, Queue, QueueError, JOBS_TOTAL, JOB_SECONDS, WORKER_RESTARTS};
+use super::{Queue, QueueError, Storage, JOBS_TOTAL, JOB_SECONDS, WORKER_RESTARTS};
 
 /// Runs one attempt of a job and settles it.
 struct Runner<J: Job> {
@@ -179,7 +179,7 @@ impl Queue {
         kind: super::JobKind,
         shutdown: CancellationToken,
     ) -> Option<tokio::task::JoinHandle<()>> {
-        let Backend::Redis(redis) = &self.inner.backend else {
+        let Storage::Redis(redis) = &self.inner.storage else {
             return None;
         };
         Some(tokio::spawn(super::wake::listen(
@@ -277,8 +277,8 @@ impl Queue {
             Ok::<(), WorkerError>(())
         };
         let handle = move |envelope: Envelope<J>| runner.clone().run(envelope);
-        match &self.inner.backend {
-            Backend::Sqlite(sqlite) => {
+        match &self.inner.storage {
+            Storage::Sqlite(sqlite) => {
                 let storage = SqliteStorage::<Envelope<J>>::new(sqlite.pool())
                     .with_config(sqlite.config(J::KIND, settings.heartbeat))
                     .poll_with_strategy(self.strategy::<J>());
@@ -288,7 +288,7 @@ impl Queue {
                     .build(handle);
                 Box::pin(worker.run_until(stop))
             }
-            Backend::Redis(redis) => {
+            Storage::Redis(redis) => {
                 let storage = RedisStorage::<Envelope<J>>::new(redis.connection())
                     .with_config(redis.config(J::KIND, settings.heartbeat))
                     .poll_with_strategy(self.strategy::<J>());

@@ -82,19 +82,16 @@ pub trait RateGate: Send + Sync {
     fn pause<'a>(&'a self, key: &'a str, duration: Duration) -> GateFuture<'a>;
 }
 
-/// The gate the configuration asks for: shared in Redis when the queue is there (so
-/// replicas together stay within the quotas), in this process otherwise, remembering
-/// its last permits in `store` across restarts.
-pub async fn for_config(
-    config: &crate::config::Config,
+/// The gate for `backend`: shared in Redis when the queue is there (so replicas
+/// together stay within the quotas), in this process otherwise, remembering its last
+/// permits in `store` across restarts.
+pub async fn for_backend(
+    backend: &crate::backend::Backend,
     store: std::sync::Arc<dyn crate::store::Store>,
 ) -> Result<std::sync::Arc<dyn RateGate>, GateError> {
-    Ok(match config.queue.backend {
-        crate::config::QueueBackend::Sqlite => {
-            std::sync::Arc::new(LocalGate::remembering(store).await?)
-        }
-        crate::config::QueueBackend::Redis => std::sync::Arc::new(
-            RedisGate::connect(config.queue.redis_url(), crate::store::REDIS_PREFIX).await?,
-        ),
+    use crate::backend::Backend;
+    Ok(match backend {
+        Backend::Sqlite(_) => std::sync::Arc::new(LocalGate::remembering(store).await?),
+        Backend::Redis(redis) => std::sync::Arc::new(RedisGate::on(redis)),
     })
 }

@@ -101,19 +101,23 @@ pub struct RedisGate {
 }
 
 impl RedisGate {
-    /// A gate on `url`, with keys under `prefix` (e.g. `kaizala-bridge`).
+    /// A gate on `url` on a connection of its own, with keys under `prefix` (e.g.
+    /// `kaizala-bridge`): for tools and tests; the bridge shares the backend's
+    /// connection ([`Self::on`]).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, GateError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| GateError(format!("the Redis URL is not valid: {e}")))?;
-        let connection = client
-            .get_connection_manager()
+        let handle = crate::backend::RedisHandle::connect(url, prefix)
             .await
-            .map_err(|e| GateError(e.to_string()))?;
-        Ok(Self {
-            connection,
+            .map_err(|e| GateError(e.0))?;
+        Ok(Self::on(&handle))
+    }
+
+    /// The gate on `redis`'s shared connection, under its prefix.
+    pub fn on(redis: &crate::backend::RedisHandle) -> Self {
+        Self {
+            connection: redis.connection(),
             script: Script::new(SCRIPT),
-            prefix: prefix.to_string(),
-        })
+            prefix: redis.prefix().to_string(),
+        }
     }
 
     fn calendar_key(&self, key: &str) -> String {

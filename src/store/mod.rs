@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use redis_store::RedisStore;
-pub use sqlite::{durable_pool, SqliteStore};
+pub use sqlite::SqliteStore;
 
 /// The store could not be read or written; the operation can be retried.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,19 @@ pub struct StoreError(pub String);
 
 /// Boxed future of a store operation.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// One write of [`Store::put_all`].
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// The namespace (one of [`namespaces`]).
+    pub namespace: &'a str,
+    /// The key within it.
+    pub key: &'a str,
+    /// The value it gets.
+    pub value: &'a str,
+    /// When it expires, if it does.
+    pub ttl: Option<Duration>,
+}
 
 /// Namespaced keys with values and an optional expiry. Every write is durable
 /// (committed, or acknowledged by Redis) before its future completes.
@@ -45,6 +58,11 @@ pub trait Store: Send + Sync {
         value: &'a str,
         ttl: Option<Duration>,
     ) -> StoreFuture<'a, bool>;
+    /// Sets every entry of `entries` (replacing values) in one atomic write: all or
+    /// none, one commit (SQLite) or one MULTI/EXEC round trip (Redis). For the writes
+    /// that together record one fact (an action sent: its record, its open-answers
+    /// index entry, its key's state).
+    fn put_all<'a>(&'a self, entries: &'a [Entry<'a>]) -> StoreFuture<'a, ()>;
     /// Removes `key`.
     fn delete<'a>(&'a self, namespace: &'a str, key: &'a str) -> StoreFuture<'a, ()>;
     /// Removes `key` only while its value is `value`; true when it was removed. Atomic,
@@ -68,19 +86,19 @@ pub trait Store: Send + Sync {
 }
 
 /// The prefix of every key the bridge keeps in Redis (state, rate gate, queues).
-pub const REDIS_PREFIX: &str = "kaizala-bridge";
+pub use crate::backend::REDIS_PREFIX;
 
-/// The store the configuration asks for: it follows the queue backend, in the same
-/// SQLite file (one file to back up) or the same Redis.
-pub async fn open(config: &crate::config::Config) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    use crate::config::QueueBackend;
-    Ok(match config.queue.backend {
-        QueueBackend::Sqlite => {
-            std::sync::Arc::new(SqliteStore::open(&config.queue.sqlite_path).await?)
+/// The store on `backend`: in the same SQLite file as the job queue (one file to
+/// back up) or the same Redis.
+pub async fn open(
+    backend: &crate::backend::Backend,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    use crate::backend::Backend;
+    Ok(match backend {
+        Backend::Sqlite(sqlite) => {
+            std::sync::Arc::new(SqliteStore::on(sqlite.pool().clone()).await?)
         }
-        QueueBackend::Redis => {
-            std::sync::Arc::new(RedisStore::connect(config.queue.redis_url(), REDIS_PREFIX).await?)
-        }
+        Backend::Redis(redis) => std::sync::Arc::new(RedisStore::on(redis)),
     })
 }
 

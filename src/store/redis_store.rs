@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-use super::{Store, StoreError, StoreFuture};
+use super::{Entry, Store, StoreError, StoreFuture};
 
 fn failed(error: redis::RedisError) -> StoreError {
     StoreError(error.to_string())
@@ -27,15 +27,21 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to `url`; keys go under `prefix`.
+    /// Connects to `url` on a connection of its own, keys under `prefix`: for tools
+    /// and tests; the bridge shares the backend's connection ([`RedisStore::on`]).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError(format!("the Redis URL is not valid: {e}")))?;
-        let connection = client.get_connection_manager().await.map_err(failed)?;
-        Ok(Self {
-            connection,
-            prefix: prefix.to_string(),
-        })
+        let handle = crate::backend::RedisHandle::connect(url, prefix)
+            .await
+            .map_err(|e| StoreError(e.0))?;
+        Ok(Self::on(&handle))
+    }
+
+    /// The store on `redis`'s shared connection, under its prefix.
+    pub fn on(redis: &crate::backend::RedisHandle) -> Self {
+        Self {
+            connection: redis.connection(),
+            prefix: redis.prefix().to_string(),
+        }
     }
 
     fn key(&self, namespace: &str, key: &str) -> String {
@@ -94,6 +100,27 @@ impl Store for RedisStore {
             let mut connection = self.connection.clone();
             self.set(namespace, key, value, ttl, false)
                 .query_async::<()>(&mut connection)
+                .await
+                .map_err(failed)
+        })
+    }
+
+    fn put_all<'a>(&'a self, entries: &'a [Entry<'a>]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for entry in entries {
+                pipe.add_command(self.set(
+                    entry.namespace,
+                    entry.key,
+                    entry.value,
+                    entry.ttl,
+                    false,
+                ))
+                .ignore();
+            }
+            pipe.query_async::<()>(&mut connection)
                 .await
                 .map_err(failed)
         })

@@ -3,14 +3,11 @@
 //! is posted) survives a power cut, not only a process crash.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::SqlitePool;
 
-use super::{Store, StoreError, StoreFuture};
+use super::{Entry, Store, StoreError, StoreFuture};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -32,57 +29,18 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-/// A pool on the SQLite file at `path` (created with its directory if needed) whose
-/// every connection runs WAL with `synchronous = FULL`: what the store and the job
-/// queue both need, since a write they confirm must survive a power cut.
-pub async fn durable_pool(path: &Path, max_connections: u32) -> Result<SqlitePool, StoreError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError(format!("cannot create {}: {e}", dir.display())))?;
-    }
-    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-        .map_err(failed)?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
-        .busy_timeout(Duration::from_secs(10));
-    SqlitePoolOptions::new()
-        .max_connections(max_connections)
-        .after_release(|connection, _| Box::pin(in_step(connection)))
-        .before_acquire(|connection, _| Box::pin(in_step(connection)))
-        .connect_with(options)
-        .await
-        .map_err(failed)
-}
-
-/// Whether a pooled connection may be used again: neither SQLite nor sqlx believes a
-/// transaction is open. After `SQLITE_FULL` or an I/O error SQLite rolls the
-/// transaction back itself, the ROLLBACK sqlx then queues fails, and sqlx's count of
-/// open transactions stays at one; the next `begin` on that connection would open a
-/// savepoint that no commit ever ends, holding the write lock for good ("database is
-/// locked" for every other writer until a restart). A connection out of step is
-/// closed instead (closing rolls back whatever SQLite still has open).
-async fn in_step(connection: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
-    use sqlx::Connection;
-    // Taking the handle waits for the connection's worker to run what was queued
-    // before it (the ROLLBACK of a dropped transaction), so both answers are current.
-    let autocommit = {
-        let mut handle = connection.lock_handle().await?;
-        // SAFETY: the handle is locked away from sqlx's worker thread for the call,
-        // and sqlite3_get_autocommit only reads the connection's state.
-        unsafe { libsqlite3_sys::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) != 0 }
-    };
-    let sound = autocommit && !connection.is_in_transaction();
-    if !sound {
-        tracing::warn!("a database connection was left inside a transaction (after a failed write); closing it");
-    }
-    Ok(sound)
-}
-
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`, on a pool of its own: for
+    /// tools and tests; the bridge shares the backend's pool ([`SqliteStore::on`]).
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let pool = durable_pool(path, 4).await?;
+        let pool = crate::backend::durable_pool(path, 4)
+            .await
+            .map_err(|e| StoreError(e.0))?;
+        Self::on(pool).await
+    }
+
+    /// The store in the file `pool` is on (its table created if needed).
+    pub async fn on(pool: SqlitePool) -> Result<Self, StoreError> {
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS bridge_state (
                 namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires_at INTEGER,
@@ -94,6 +52,10 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 }
+
+/// Sets a key, replacing its value and expiry.
+const UPSERT: &str = "INSERT INTO bridge_state (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)
+     ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at";
 
 impl Store for SqliteStore {
     fn purge_expired(&self) -> StoreFuture<'_, u64> {
@@ -137,18 +99,32 @@ impl Store for SqliteStore {
         ttl: Option<Duration>,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO bridge_state (namespace, key, value, expires_at) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
-            )
-            .bind(namespace)
-            .bind(key)
-            .bind(value)
-            .bind(expiry(ttl))
-            .execute(&self.pool)
-            .await
-            .map_err(failed)?;
+            sqlx::query(UPSERT)
+                .bind(namespace)
+                .bind(key)
+                .bind(value)
+                .bind(expiry(ttl))
+                .execute(&self.pool)
+                .await
+                .map_err(failed)?;
             Ok(())
+        })
+    }
+
+    fn put_all<'a>(&'a self, entries: &'a [Entry<'a>]) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut transaction = self.pool.begin().await.map_err(failed)?;
+            for entry in entries {
+                sqlx::query(UPSERT)
+                    .bind(entry.namespace)
+                    .bind(entry.key)
+                    .bind(entry.value)
+                    .bind(expiry(entry.ttl))
+                    .execute(&mut *transaction)
+                    .await
+                    .map_err(failed)?;
+            }
+            transaction.commit().await.map_err(failed)
         })
     }
 

@@ -44,8 +44,11 @@ async fn dead_letters_are_listed_replayed_and_purged_with_the_token_only() {
     let dir = ConfigDir::new(BASE);
     let config = dir.load();
     let app = TestApp::spawn(&config).await;
-    let store = kaizala_bridge::store::open(&config).await.unwrap();
-    let queue = Queue::open(&config, store).await.unwrap();
+    let backend = kaizala_bridge::backend::Backend::open(&config.queue)
+        .await
+        .unwrap();
+    let store = kaizala_bridge::store::open(&backend).await.unwrap();
+    let queue = Queue::open(&backend, &config.queue, store).await.unwrap();
     for id in ["d-1", "d-2", "d-3"] {
         queue.dead_letters().record(&letter(id)).await.unwrap();
     }

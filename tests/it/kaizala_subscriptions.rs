@@ -73,7 +73,10 @@ async fn sync_creates_repairs_reenables_and_deletes_only_our_webhooks() {
     .await;
     config.server.public_url = Some(app.url("/").parse().unwrap());
     let sync = |config: kaizala_bridge::config::Config| async move {
-        let store = kaizala_bridge::store::open(&config).await.unwrap();
+        let backend = kaizala_bridge::backend::Backend::open(&config.queue)
+            .await
+            .unwrap();
+        let store = kaizala_bridge::store::open(&backend).await.unwrap();
         let managed = subscriptions::managed(&config, store).unwrap();
         assert_eq!(managed.len(), 1);
         subscriptions::reconcile(&managed[0].client, &managed[0].desired)
@@ -159,7 +162,10 @@ async fn sync_without_a_public_url_is_a_configuration_error() {
     let dir = ConfigDir::new(&config_toml(sim.sim.base_url(), r#"["g-sales"]"#));
     let mut config = dir.load();
     config.server.public_url = None;
-    let store = kaizala_bridge::store::open(&config).await.unwrap();
+    let backend = kaizala_bridge::backend::Backend::open(&config.queue)
+        .await
+        .unwrap();
+    let store = kaizala_bridge::store::open(&backend).await.unwrap();
     let error = subscriptions::managed(&config, store).err().unwrap();
     assert_eq!(
         error.to_string(),

@@ -377,8 +377,11 @@ async fn in_run_the_receiver_hands_answers_to_the_durable_queue() {
     // The answer is a RecordResponse job now. Its action has no correlation, so the
     // bridge reads the action's key question from Kaizala, which is unreachable here:
     // the job is retried (never dropped as not ours while that is unknown).
-    let store = kaizala_bridge::store::open(&config).await.unwrap();
-    let queue = kaizala_bridge::queue::Queue::open(&config, store)
+    let backend = kaizala_bridge::backend::Backend::open(&config.queue)
+        .await
+        .unwrap();
+    let store = kaizala_bridge::store::open(&backend).await.unwrap();
+    let queue = kaizala_bridge::queue::Queue::open(&backend, &config.queue, store)
         .await
         .unwrap();
     // This app's own queue shows it: the answer waits, scheduled for its next

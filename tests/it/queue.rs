@@ -12,8 +12,8 @@ use kaizala_bridge::jobs::{Correlations, SendAction, SendActionHandler};
 use kaizala_bridge::kaizala::{ClientOptions, ConnectorCredentials, Credentials, KaizalaClient};
 use kaizala_bridge::model::{ActivityKind, CrmRecordRef};
 use kaizala_bridge::queue::{
-    Backend, Backoff, Handler, HandlerFuture, Job, JobError, JobKind, Queue, RedisBackend,
-    Settings, SqliteBackend,
+    Backoff, Handler, HandlerFuture, Job, JobError, JobKind, Queue, RedisBackend, Settings,
+    SqliteBackend, Storage,
 };
 use kaizala_bridge::ratelimit::{LocalGate, Quota, RateGate, RedisGate};
 use kaizala_bridge::store::{RedisStore, SqliteStore, Store};
@@ -64,7 +64,7 @@ async fn bed(kind: Kind, settings: Settings) -> Bed {
             let backend = SqliteBackend::open(&path).await.unwrap();
             let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
             Bed {
-                queue: Queue::new(Backend::Sqlite(backend), store.clone(), settings),
+                queue: Queue::new(Storage::Sqlite(backend), store.clone(), settings),
                 store,
                 gate: Arc::new(LocalGate::new()),
                 _dir: dir,
@@ -77,7 +77,7 @@ async fn bed(kind: Kind, settings: Settings) -> Bed {
             let backend = RedisBackend::connect(&url, "kb").await.unwrap();
             let store: Arc<dyn Store> = Arc::new(RedisStore::connect(&url, "kb").await.unwrap());
             Bed {
-                queue: Queue::new(Backend::Redis(backend), store.clone(), settings),
+                queue: Queue::new(Storage::Redis(backend), store.clone(), settings),
                 store,
                 gate: Arc::new(RedisGate::connect(&url, "kb").await.unwrap()),
                 _dir: dir,
@@ -381,7 +381,7 @@ async fn redis_honours_retry_after_reruns_timeouts_and_dead_letters_permanent_er
 #[tokio::test]
 async fn every_sqlite_connection_that_writes_jobs_is_synchronous_full() {
     let bed = bed(Kind::Sqlite, settings()).await;
-    let Backend::Sqlite(sqlite) = bed.queue.backend() else {
+    let Storage::Sqlite(sqlite) = bed.queue.storage() else {
         unreachable!()
     };
     let mut held = Vec::new();
@@ -418,15 +418,15 @@ async fn vacuum(kind: Kind, jobs: u32) {
     let removed = bed.queue.vacuum(Duration::ZERO).await.unwrap();
     assert_eq!(removed, u64::from(jobs), "every finished job was removed");
     assert_eq!(bed.queue.vacuum(Duration::ZERO).await.unwrap(), 0);
-    match bed.queue.backend() {
-        Backend::Sqlite(sqlite) => {
+    match bed.queue.storage() {
+        Storage::Sqlite(sqlite) => {
             let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM Jobs")
                 .fetch_one(sqlite.pool())
                 .await
                 .unwrap();
             assert_eq!(left, 0);
         }
-        Backend::Redis(redis) => {
+        Storage::Redis(redis) => {
             let mut connection = redis.connection();
             let keys: Vec<String> = redis::cmd("KEYS")
                 .arg("kb:record-response:*")
@@ -498,10 +498,10 @@ async fn pushes_wake_idle_workers(kind: Kind) {
     );
     if let Kind::Redis = kind {
         // A second process on the same Redis pushes; our worker hears it.
-        let Backend::Redis(redis) = bed.queue.backend() else {
+        let Storage::Redis(redis) = bed.queue.storage() else {
             unreachable!()
         };
-        let replica = Queue::new(Backend::Redis(redis.clone()), bed.store.clone(), settings);
+        let replica = Queue::new(Storage::Redis(redis.clone()), bed.store.clone(), settings);
         let before = handler.calls.load(Ordering::SeqCst);
         replica.push(Probe { n: 3 }).await.unwrap();
         until(Duration::from_secs(5), "the replica's job ran", || {

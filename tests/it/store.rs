@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kaizala_bridge::store::{DedupKeys, RedisStore, SqliteStore, Store};
+use kaizala_bridge::store::{DedupKeys, Entry, RedisStore, SqliteStore, Store};
 
 use crate::support::redis::RedisServer;
 
@@ -58,6 +58,52 @@ async fn contract(store: Arc<dyn Store>) {
         won += usize::from(claim.await.unwrap());
     }
     assert_eq!(won, 1);
+
+    // One write of several entries, across namespaces, replacing and expiring.
+    let entries = [
+        Entry {
+            namespace: "ns",
+            key: "k",
+            value: "all-1",
+            ttl: None,
+        },
+        Entry {
+            namespace: "other",
+            key: "k",
+            value: "all-2",
+            ttl: None,
+        },
+        Entry {
+            namespace: "ns",
+            key: "brief",
+            value: "all-3",
+            ttl: Some(Duration::from_millis(200)),
+        },
+    ];
+    store.put_all(&entries).await.unwrap();
+    for entry in &entries {
+        assert_eq!(
+            store
+                .get(entry.namespace, entry.key)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(entry.value),
+            "put_all wrote {}/{}",
+            entry.namespace,
+            entry.key
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        store.get("ns", "brief").await.unwrap(),
+        None,
+        "its ttl held"
+    );
+    assert_eq!(
+        store.get("ns", "k").await.unwrap().as_deref(),
+        Some("all-1")
+    );
 
     let dedup = DedupKeys::new(store.as_ref(), Duration::from_secs(60));
     assert!(dedup.claim("event-1").await.unwrap());

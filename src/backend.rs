@@ -1,0 +1,224 @@
+//! The one connection to where the bridge keeps its jobs and its state: a SQLite file
+//! (one process) or a Redis (shared by replicas). Opened once at start from
+//! `[queue]` and handed to the store, the job queue, the rate gate and readiness, so
+//! a process holds one pool on its file, or one Redis client with one multiplexed
+//! connection, and only this module decides which backend that is.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::config::{QueueBackend, QueueConfig};
+
+/// The prefix of every key the bridge keeps in Redis (state, rate gate, queues).
+pub const REDIS_PREFIX: &str = "kaizala-bridge";
+
+/// Connections in the SQLite pool: the job queue's fetches and commits and the
+/// store's reads and writes share it; SQLite takes one writer at a time anyway, so a
+/// few connections serve the readers beside it.
+const SQLITE_CONNECTIONS: u32 = 8;
+
+/// The backend could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+/// The opened backend; cheap to clone (both kinds hold shared handles).
+#[derive(Clone)]
+pub enum Backend {
+    /// The SQLite file.
+    Sqlite(SqliteHandle),
+    /// The Redis server.
+    Redis(RedisHandle),
+}
+
+/// The SQLite file and its one pool.
+#[derive(Clone)]
+pub struct SqliteHandle {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+/// The Redis client, its one multiplexed connection (reconnecting by itself), and
+/// the prefix of every key.
+#[derive(Clone)]
+pub struct RedisHandle {
+    client: redis::Client,
+    connection: ConnectionManager,
+    prefix: String,
+}
+
+impl Backend {
+    /// The backend `[queue]` names (`backend`, with `sqlite_path` or `redis_url`),
+    /// under the bridge's Redis prefix.
+    pub async fn open(queue: &QueueConfig) -> Result<Self, BackendError> {
+        match queue.backend {
+            QueueBackend::Sqlite => Self::sqlite(&queue.sqlite_path).await,
+            QueueBackend::Redis => Self::redis(queue.redis_url(), REDIS_PREFIX).await,
+        }
+    }
+
+    /// Like [`Backend::open`], connecting on first use instead of now: for a service
+    /// that may never touch it (a receiver tested alone, pointed at a Redis that
+    /// never answers), whose readiness must still probe it.
+    pub fn unconnected(queue: &QueueConfig) -> Result<Self, BackendError> {
+        match queue.backend {
+            QueueBackend::Sqlite => Ok(Self::Sqlite(SqliteHandle {
+                pool: pool_options(SQLITE_CONNECTIONS)
+                    .connect_lazy_with(connect_options(&queue.sqlite_path)?),
+                path: queue.sqlite_path.clone(),
+            })),
+            QueueBackend::Redis => {
+                let client = client(queue.redis_url())?;
+                let connection = client
+                    .get_connection_manager_lazy(redis::aio::ConnectionManagerConfig::new())
+                    .map_err(|e| BackendError(format!("the Redis client refuses: {e}")))?;
+                Ok(Self::Redis(RedisHandle {
+                    client,
+                    connection,
+                    prefix: REDIS_PREFIX.to_string(),
+                }))
+            }
+        }
+    }
+
+    /// The SQLite file at `path` (created, with its directory, if needed).
+    pub async fn sqlite(path: &Path) -> Result<Self, BackendError> {
+        let pool = durable_pool(path, SQLITE_CONNECTIONS).await?;
+        Ok(Self::Sqlite(SqliteHandle {
+            pool,
+            path: path.to_path_buf(),
+        }))
+    }
+
+    /// The Redis at `url`, its keys under `prefix`.
+    pub async fn redis(url: &str, prefix: &str) -> Result<Self, BackendError> {
+        Ok(Self::Redis(RedisHandle::connect(url, prefix).await?))
+    }
+
+    /// Whether other processes share it (Redis) or it is this process's own (the
+    /// SQLite file).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Redis(_))
+    }
+}
+
+impl SqliteHandle {
+    /// The pool every read and write of the file goes through.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Where the file is (readiness probes its directory and a write to it).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl RedisHandle {
+    /// Connects to `url`; keys go under `prefix`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, BackendError> {
+        let client = client(url)?;
+        let connection = client
+            .get_connection_manager()
+            .await
+            .map_err(|e| BackendError(format!("queue.redis_url: cannot connect: {e}")))?;
+        Ok(Self {
+            client,
+            connection,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    /// The client, for connections of their own: a pub/sub subscription, or a probe
+    /// that must see a fresh connect rather than the shared connection's state.
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// The shared connection (a clone: they multiplex one socket).
+    pub fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+
+    /// The prefix of every key.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+/// A client for `url` (the URL is not repeated in the error: it may hold a password).
+fn client(url: &str) -> Result<redis::Client, BackendError> {
+    redis::Client::open(url).map_err(|e| BackendError(format!("queue.redis_url is not valid: {e}")))
+}
+
+/// A pool on the SQLite file at `path` (created with its directory if needed) whose
+/// every connection runs WAL with `synchronous = FULL`: what the store and the job
+/// queue both need, since a write they confirm must survive a power cut.
+pub async fn durable_pool(path: &Path, max_connections: u32) -> Result<SqlitePool, BackendError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            BackendError(format!(
+                "queue.sqlite_path: cannot create directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    pool_options(max_connections)
+        .connect_with(connect_options(path)?)
+        .await
+        .map_err(|e| {
+            BackendError(format!(
+                "queue.sqlite_path: cannot open {}: {e}",
+                path.display()
+            ))
+        })
+}
+
+/// How each connection to the file at `path` is opened.
+fn connect_options(path: &Path) -> Result<SqliteConnectOptions, BackendError> {
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+        .map_err(|e| BackendError(format!("queue.sqlite_path {}: {e}", path.display())))?;
+    Ok(options
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10)))
+}
+
+/// The pool: a connection out of step (see [`in_step`]) is never handed out again.
+fn pool_options(max_connections: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .after_release(|connection, _| Box::pin(in_step(connection)))
+        .before_acquire(|connection, _| Box::pin(in_step(connection)))
+}
+
+/// Whether a pooled connection may be used again: neither SQLite nor sqlx believes a
+/// transaction is open. After `SQLITE_FULL` or an I/O error SQLite rolls the
+/// transaction back itself, the ROLLBACK sqlx then queues fails, and sqlx's count of
+/// open transactions stays at one; the next `begin` on that connection would open a
+/// savepoint that no commit ever ends, holding the write lock for good ("database is
+/// locked" for every other writer until a restart). A connection out of step is
+/// closed instead (closing rolls back whatever SQLite still has open).
+async fn in_step(connection: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    // Taking the handle waits for the connection's worker to run what was queued
+    // before it (the ROLLBACK of a dropped transaction), so both answers are current.
+    let autocommit = {
+        let mut handle = connection.lock_handle().await?;
+        // SAFETY: the handle is locked away from sqlx's worker thread for the call,
+        // and sqlite3_get_autocommit only reads the connection's state.
+        unsafe { libsqlite3_sys::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) != 0 }
+    };
+    let sound = autocommit && !connection.is_in_transaction();
+    if !sound {
+        tracing::warn!("a database connection was left inside a transaction (after a failed write); closing it");
+    }
+    Ok(sound)
+}
