@@ -72,11 +72,12 @@ fn job(n: usize) -> SendAction {
     SendAction {
         rule: "bench".into(),
         tenant: "contoso".into(),
-        connector: format!("app-{c}"),
-        group: format!("g-{c}"),
-        action: json!({ "actionType": "Survey", "actionBody": {
+        connector: format!("app-{c}").into(),
+        group: format!("g-{c}").into(),
+        action: serde_json::from_value(json!({ "actionType": "Survey", "actionBody": {
             "title": format!("Deal {n}"), "dueDate": 48, "isAnonymous": false, "isSenderOnly": false,
-            "acceptMultipleResponses": false, "questions": [{ "title": "Budget?", "type": "Text" }] } }),
+            "acceptMultipleResponses": false, "questions": [{ "title": "Budget?", "type": "Text" }] } }))
+            .expect("a valid action"),
         idempotency_key: format!("bench/{n}").into(),
         record: CrmRecordRef {
             crm: "d365".into(),

@@ -374,9 +374,10 @@ async fn backlog(config: &Config, jobs: usize) {
             tenant: "fabrikam".into(),
             connector: "app-2".into(),
             group: "g-2".into(),
-            action: json!({ "actionType": "Survey", "actionBody": {
+            action: serde_json::from_value(json!({ "actionType": "Survey", "actionBody": {
                 "title": format!("Backlog {n}"), "dueDate": 48, "isAnonymous": false, "isSenderOnly": false,
-                "acceptMultipleResponses": false, "questions": [{ "title": "Budget?", "type": "Text" }] } }),
+                "acceptMultipleResponses": false, "questions": [{ "title": "Budget?", "type": "Text" }] } }))
+            .expect("a valid action"),
             idempotency_key: format!("backlog/{n}").into(),
             record: CrmRecordRef {
                 crm: "d365".into(),

@@ -68,11 +68,16 @@ impl Backend {
     /// never answers), whose readiness must still probe it.
     pub fn unconnected(queue: &QueueConfig) -> Result<Self, BackendError> {
         match queue.backend {
-            QueueBackend::Sqlite => Ok(Self::Sqlite(SqliteHandle {
-                pool: pool_options(SQLITE_CONNECTIONS)
-                    .connect_lazy_with(connect_options(&queue.sqlite_path)?),
-                path: queue.sqlite_path.clone(),
-            })),
+            QueueBackend::Sqlite => {
+                // The directory now: cheap, and what a lazy pool would not do.
+                data_dir(&queue.sqlite_path)?;
+                let pool = pool_options(SQLITE_CONNECTIONS)
+                    .connect_lazy_with(connect_options(&queue.sqlite_path)?);
+                Ok(Self::Sqlite(SqliteHandle {
+                    pool,
+                    path: queue.sqlite_path.clone(),
+                }))
+            }
             QueueBackend::Redis => {
                 let client = client(queue.redis_url())?;
                 let connection = client
@@ -161,14 +166,7 @@ fn client(url: &str) -> Result<redis::Client, BackendError> {
 /// every connection runs WAL with `synchronous = FULL`: what the store and the job
 /// queue both need, since a write they confirm must survive a power cut.
 pub async fn durable_pool(path: &Path, max_connections: u32) -> Result<SqlitePool, BackendError> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            BackendError(format!(
-                "queue.sqlite_path: cannot create directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-    }
+    data_dir(path)?;
     pool_options(max_connections)
         .connect_with(connect_options(path)?)
         .await
@@ -178,6 +176,19 @@ pub async fn durable_pool(path: &Path, max_connections: u32) -> Result<SqlitePoo
                 path.display()
             ))
         })
+}
+
+/// Creates the directory of the database at `path` if it is missing.
+fn data_dir(path: &Path) -> Result<(), BackendError> {
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).map_err(|e| {
+        BackendError(format!(
+            "queue.sqlite_path: cannot create directory {}: {e}",
+            dir.display()
+        ))
+    })
 }
 
 /// How each connection to the file at `path` is opened.

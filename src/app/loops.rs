@@ -2,7 +2,6 @@
 //! source's change tracking (one replica at a time, under a lease) and polling
 //! Kaizala for answers in tenants that receive no webhooks.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use crate::jobs::Correlations;
 use crate::kaizala::poll::{
     poll_once as poll_responses, Outstanding, PollError as PollResponsesError,
 };
-use crate::kaizala::{KaizalaClient, Receiver};
+use crate::kaizala::{Clients, Receiver};
 use crate::queue::now_ms;
 use crate::store::{namespaces, Leases, Store};
 
@@ -174,7 +173,7 @@ pub struct ResponsePolling {
     /// The tenant.
     pub tenant: String,
     /// Its connectors' clients, keyed `tenant/connector`.
-    pub clients: HashMap<String, Arc<KaizalaClient>>,
+    pub clients: Clients,
     /// The receiver (dedup, then the queue).
     pub receiver: Arc<Receiver>,
     /// Our actions.
@@ -249,12 +248,11 @@ async fn poll_tenant(polling: &ResponsePolling) -> Result<usize, String> {
         let Some(due_ms) = correlation.due_ms else {
             continue;
         };
-        let key = format!("{}/{}", correlation.tenant, correlation.connector);
-        let Some(client) = polling.clients.get(&key) else {
+        let Some(client) = polling.clients.get(&correlation.connector_ref()) else {
             continue;
         };
         let outstanding = [Outstanding {
-            group_id: correlation.group.clone(),
+            group_id: correlation.group.to_string(),
             action_id: action_id.clone(),
             due_ms,
         }];

@@ -31,7 +31,7 @@ use crate::jobs::{
     SendActionHandler,
 };
 use crate::kaizala::subscriptions::Reconciling;
-use crate::kaizala::{EventSink, KaizalaClient, Receiver};
+use crate::kaizala::{Clients, EventSink, Receiver};
 use crate::queue::{Handler, Queue};
 use crate::readiness::Readiness;
 use crate::rules::Rules;
@@ -240,7 +240,7 @@ fn crm_sources(
 /// sweep on tenants with them.
 fn response_polls(
     config: &Config,
-    clients: &HashMap<String, Arc<KaizalaClient>>,
+    clients: &Clients,
     receiver: &Arc<Receiver>,
     correlations: &Correlations,
     store: &Arc<dyn Store>,
@@ -258,7 +258,7 @@ fn response_polls(
             tenant: t.id.clone(),
             clients: clients
                 .iter()
-                .filter(|(k, _)| k.starts_with(&format!("{}/", t.id)))
+                .filter(|(k, _)| k.tenant == t.id)
                 .map(|(k, c)| (k.clone(), c.clone()))
                 .collect(),
             receiver: receiver.clone(),
@@ -277,7 +277,7 @@ fn response_polls(
 /// Webhook reconciliation, when the bridge has a public URL and a tenant on webhooks.
 fn reconciler(
     config: &Config,
-    clients: &HashMap<String, Arc<KaizalaClient>>,
+    clients: &Clients,
     store: &Arc<dyn Store>,
     holder: &str,
 ) -> Result<Option<Reconciling>, AppError> {

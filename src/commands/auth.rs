@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use super::runtime;
 use crate::cli::{AuthAction, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE};
 use crate::config::Config;
+use crate::model::ConnectorRef;
 
 /// `auth pin|login`: onboarding a connector by PIN.
 pub fn execute(config: &Config, action: &AuthAction) -> ExitCode {
@@ -17,7 +18,9 @@ pub fn execute(config: &Config, action: &AuthAction) -> ExitCode {
         .tenants
         .iter()
         .flat_map(|t| t.connectors.iter().map(move |c| (t, c)))
-        .filter(|(t, c)| connector == &format!("{}/{}", t.id, c.id) || connector == &c.id)
+        .filter(|(t, c)| {
+            connector == &ConnectorRef::new(&t.id, &c.id).to_string() || connector == &c.id
+        })
         .collect();
     let (tenant, chosen) = match found.as_slice() {
         [one] => *one,
@@ -32,7 +35,7 @@ pub fn execute(config: &Config, action: &AuthAction) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let key = format!("{}/{}", tenant.id, chosen.id);
+    let key = ConnectorRef::new(&tenant.id, &chosen.id).to_string();
     let runtime = match runtime(&config.log) {
         Ok(runtime) => runtime,
         Err(code) => return code,

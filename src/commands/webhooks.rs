@@ -34,7 +34,7 @@ pub fn execute(config: &Config, action: &WebhooksAction) -> ExitCode {
         };
         let mut failed = false;
         for m in &managed {
-            let who = format!("{}/{}", m.tenant, m.connector);
+            let who = m.connector.to_string();
             match action {
                 WebhooksAction::Sync => match subscriptions::reconcile(&m.client, &m.desired).await
                 {
@@ -72,7 +72,7 @@ async fn list_webhooks(
     who: &str,
     m: &crate::kaizala::subscriptions::Managed,
 ) -> Result<(), crate::kaizala::KaizalaError> {
-    let ours = crate::kaizala::subscriptions::context_of(&m.tenant);
+    let ours = crate::kaizala::subscriptions::context_of(&m.connector.tenant);
     for group in m.client.groups().await? {
         for w in m.client.list_webhooks(&group.group_id, "Group").await? {
             let owner = if w.callback_context == ours {

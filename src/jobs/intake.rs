@@ -86,7 +86,7 @@ impl Intake {
             return Ok(());
         };
         let job = RecordResponse {
-            tenant: tenant.to_string(),
+            tenant: tenant.into(),
             response,
             time,
         };
@@ -125,7 +125,7 @@ pub fn response_of(event: &KaizalaEvent) -> Option<(ResponseEvent, String)> {
     });
     let response = ResponseEvent {
         action_id: action_id.clone(),
-        group_id: group_id.clone(),
+        group_id: group_id.into(),
         response_id: response_id.clone(),
         responder: responder.clone(),
         responder_name: responder_name.clone(),

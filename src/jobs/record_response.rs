@@ -15,8 +15,8 @@ use super::{
     RecordResponse,
 };
 use crate::crm::CrmSink;
-use crate::kaizala::KaizalaClient;
-use crate::model::Activity;
+use crate::kaizala::Clients;
+use crate::model::{Activity, TenantId};
 use crate::queue::{Handler, HandlerFuture, JobError};
 use crate::rules::Rules;
 
@@ -36,7 +36,7 @@ pub struct RecordResponseHandler {
     correlations: Correlations,
     rules: Option<Arc<Rules>>,
     /// Clients by `tenant/connector`, to read an unknown action's key question.
-    kaizala: HashMap<String, Arc<KaizalaClient>>,
+    kaizala: Clients,
 }
 
 /// Where an answer to an action without a correlation stands.
@@ -61,7 +61,7 @@ impl RecordResponseHandler {
 
     /// Reads an action the bridge has no correlation for through `clients` (keyed
     /// `tenant/connector`), to tell an early answer to our survey from someone else's.
-    pub fn with_kaizala(mut self, clients: HashMap<String, Arc<KaizalaClient>>) -> Self {
+    pub fn with_kaizala(mut self, clients: Clients) -> Self {
         self.kaizala = clients;
         self
     }
@@ -74,11 +74,10 @@ impl RecordResponseHandler {
     /// questions carry no key of ours is not ours.
     async fn resolve_unknown(&self, job: &RecordResponse) -> Result<Unknown, JobError> {
         let response = &job.response;
-        let prefix = format!("{}/", job.tenant);
         let Some(client) = self
             .kaizala
             .iter()
-            .find(|(key, _)| key.starts_with(&prefix))
+            .find(|(key, _)| key.tenant == job.tenant)
             .map(|(_, client)| client)
         else {
             return Ok(Unknown::NotOurs);
@@ -154,11 +153,11 @@ impl RecordResponseHandler {
     /// The tenant other than `job`'s that `job`'s action belongs to, if any: an
     /// answer reported for one tenant about another's action.
     async fn owner_elsewhere(&self, job: &RecordResponse) -> Result<Option<String>, JobError> {
-        let mut tenants: Vec<&str> = self
+        let mut tenants: Vec<&TenantId> = self
             .kaizala
             .keys()
-            .filter_map(|key| key.split_once('/').map(|(tenant, _)| tenant))
-            .filter(|tenant| *tenant != job.tenant)
+            .map(|key| &key.tenant)
+            .filter(|tenant| **tenant != job.tenant)
             .collect();
         tenants.sort_unstable();
         tenants.dedup();

@@ -10,14 +10,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{
     crm_failure, kaizala_failure, store_failure, Correlation, Correlations, PostState, SendAction,
 };
 use crate::crm::CrmSink;
 use crate::idempotency::{key_marker, Holds};
-use crate::kaizala::{KaizalaClient, Reservation};
+use crate::kaizala::{Clients, KaizalaClient, Reservation};
+use crate::model::action::{Action, Question, QuestionType};
 use crate::queue::{now_ms, Handler, HandlerFuture, JobError};
 use crate::rules::Rules;
 
@@ -31,7 +32,7 @@ pub const ACTIONS_TOTAL: &str = "kaizala_bridge_actions_total";
 
 /// Handles `SendAction` jobs.
 pub struct SendActionHandler {
-    clients: HashMap<String, Arc<KaizalaClient>>,
+    clients: Clients,
     correlations: Correlations,
     holds: Holds,
     crm: Option<SentActivities>,
@@ -46,12 +47,12 @@ type SentActivities = (HashMap<String, Arc<dyn CrmSink>>, Arc<Rules>);
 const DEFAULT_HOLD: Duration = Duration::from_secs(65);
 
 impl SendActionHandler {
-    /// A handler posting through `clients` (keyed `tenant/connector`), holding keys
+    /// A handler posting through `clients`, holding keys
     /// under a process name of its own. That name is announced by no
     /// [`crate::store::Presence`]: on a store shared with other processes, give
     /// [`SendActionHandler::with_holds`] the announced name (as `run` does), or the
     /// others take its holds for a dead process's.
-    pub fn new(clients: HashMap<String, Arc<KaizalaClient>>, correlations: Correlations) -> Self {
+    pub fn new(clients: Clients, correlations: Correlations) -> Self {
         let holds = Holds::new(
             correlations.store(),
             crate::queue::process_name(),
@@ -87,13 +88,13 @@ impl SendActionHandler {
     /// waits a moment and then finds it sent.
     async fn send(&self, job: &SendAction) -> Result<(), JobError> {
         let key = &job.idempotency_key;
-        let client_key = format!("{}/{}", job.tenant, job.connector);
+        let client_key = job.connector_ref();
         let client = self.clients.get(&client_key).ok_or_else(|| {
             JobError::Permanent(format!(
                 "connector {client_key} is not configured (tenants[].connectors[])"
             ))
         })?;
-        let body = with_marker(&job.action, key)?;
+        let body = with_marker(&job.action, key);
         let correlation = correlation_of(job, &body);
         if let Some(PostState::Sent { action_id }) =
             self.correlations.state(key).await.map_err(store_failure)?
@@ -129,7 +130,7 @@ impl SendActionHandler {
         &self,
         job: &SendAction,
         client: &KaizalaClient,
-        body: &Value,
+        body: &Action,
         correlation: &Correlation,
         reservation: Reservation,
     ) -> Result<String, JobError> {
@@ -142,7 +143,7 @@ impl SendActionHandler {
             }
             // Only a survey carries its key (in an invisible question) for a search to
             // find; other action types are posted again after an uncertain outcome.
-            Some(PostState::Posting { started_ms, .. }) if is_survey(body) => {
+            Some(PostState::Posting { started_ms, .. }) if matches!(body, Action::Survey(_)) => {
                 // The search's calls took permits after this one: post on a new one.
                 reservation = None;
                 if let Some(action_id) = self
@@ -174,7 +175,7 @@ impl SendActionHandler {
             }
         }
         let posted = client
-            .post_action_body_on(&job.group, body, reservation)
+            .post_action_body_on(&job.group, &body.request_body(), reservation)
             .await
             .map_err(kaizala_failure)?;
         self.correlations
@@ -214,15 +215,14 @@ impl SendActionHandler {
         &self,
         client: &KaizalaClient,
         job: &SendAction,
-        body: &Value,
+        body: &Action,
         title: &str,
         started_ms: i64,
     ) -> Result<Option<String>, JobError> {
-        let action_type = body["actionType"].as_str().unwrap_or("Survey");
         let listed = client
             .list_actions(
                 &job.group,
-                action_type,
+                body.kind(),
                 Some(started_ms - SEARCH_SLACK_MS),
                 Some(200),
             )
@@ -255,66 +255,39 @@ impl SendActionHandler {
 }
 
 /// What an action of `job` is sent for, as the correlation store records it.
-fn correlation_of(job: &SendAction, body: &Value) -> Correlation {
+fn correlation_of(job: &SendAction, body: &Action) -> Correlation {
     Correlation {
         key: job.idempotency_key.to_string(),
         rule: job.rule.clone(),
         tenant: job.tenant.clone(),
         connector: job.connector.clone(),
         group: job.group.clone(),
-        title: body["actionBody"]["title"]
-            .as_str()
-            .unwrap_or("")
-            .to_string(),
+        title: body.title().to_string(),
         record: job.record.clone(),
         activity: job.activity,
-        due_ms: due_hours(body).map(|h| now_ms().saturating_add(h.saturating_mul(3_600_000))),
+        due_ms: body
+            .due_hours()
+            .map(|h| now_ms().saturating_add(i64::from(h).saturating_mul(3_600_000))),
         polled_out: false,
     }
 }
 
-/// Hours the action stays open, as its body says (`dueDate` of surveys and jobs,
-/// `expiryInHours` of polls).
-fn due_hours(body: &Value) -> Option<i64> {
-    let inner = &body["actionBody"];
-    inner["dueDate"]
-        .as_i64()
-        .or_else(|| inner["expiryInHours"].as_i64())
-}
-
-/// Whether the body is a survey's (the one type that carries questions).
-fn is_survey(body: &Value) -> bool {
-    body["actionType"]
-        .as_str()
-        .is_some_and(|t| t.eq_ignore_ascii_case("survey"))
-}
-
-/// The body with the key's invisible question added (surveys carry questions; for
-/// other action types the body is posted as it is).
-fn with_marker(action: &Value, key: &str) -> Result<Value, JobError> {
+/// The action with the key's invisible question added: a survey carries its key for
+/// a search after an uncertain outcome to find; other kinds are posted as they are.
+fn with_marker(action: &Action, key: &str) -> Action {
     let mut body = action.clone();
-    if !body.get("actionBody").is_some_and(Value::is_object) {
-        return Err(JobError::Permanent(
-            "action: the body has no actionBody object".into(),
-        ));
-    }
-    if is_survey(&body) {
+    if let Action::Survey(survey) = &mut body {
         let marker = key_marker(key);
-        let questions = body["actionBody"]
-            .as_object_mut()
-            .expect("checked above")
-            .entry("questions")
-            .or_insert_with(|| json!([]));
-        let Some(questions) = questions.as_array_mut() else {
-            return Err(JobError::Permanent(
-                "action: actionBody.questions is not a list".into(),
-            ));
-        };
-        if !questions.iter().any(|q| q["title"] == marker.as_str()) {
-            questions.push(json!({ "title": marker, "type": "Text", "isInvisible": true }));
+        if !survey.questions.iter().any(|q| q.title == marker) {
+            survey.questions.push(Question {
+                title: marker,
+                kind: QuestionType::Text,
+                options: Vec::new(),
+                is_invisible: true,
+            });
         }
     }
-    Ok(body)
+    body
 }
 
 impl Handler<SendAction> for SendActionHandler {

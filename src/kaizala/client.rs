@@ -16,6 +16,7 @@ use super::api::*;
 use super::auth::{Clock, ConnectorCredentials, SystemClock, TokenManager};
 use super::credentials::Credentials;
 use super::error::KaizalaError;
+use crate::model::ConnectorRef;
 use crate::ratelimit::{Quota, RateGate};
 
 /// `kaizala_bridge_kaizala_calls_total{connector,endpoint,status}`.
@@ -428,14 +429,17 @@ impl KaizalaClient {
     }
 }
 
-/// A client for every connector of `config`, keyed `tenant/connector`, learning and
+/// A Kaizala client per connector of a tenant.
+pub type Clients = std::collections::HashMap<ConnectorRef, Arc<KaizalaClient>>;
+
+/// A client for every connector of `config`, learning and
 /// keeping credentials in `store`; with `gate`, every call takes permits from the
 /// connector's quota and its tenant's first.
 pub fn clients(
     config: &crate::config::Config,
     store: Arc<dyn crate::store::Store>,
     gate: Option<Arc<dyn RateGate>>,
-) -> Result<std::collections::HashMap<String, Arc<KaizalaClient>>, KaizalaError> {
+) -> Result<Clients, KaizalaError> {
     let learned = super::credentials::Credentials::new(store);
     let options = ClientOptions {
         timeout: config.kaizala.request_timeout,
@@ -446,9 +450,9 @@ pub fn clients(
     let mut clients = std::collections::HashMap::new();
     for tenant in &config.tenants {
         for connector in &tenant.connectors {
-            let key = format!("{}/{}", tenant.id, connector.id);
+            let key = ConnectorRef::new(&tenant.id, &connector.id);
             let credentials = ConnectorCredentials {
-                key: key.clone(),
+                key: key.to_string(),
                 application_id: connector.application_id.clone(),
                 application_secret: connector.application_secret.clone(),
                 refresh_token: connector.refresh_token.clone(),
@@ -459,12 +463,7 @@ pub fn clients(
                 Some(gate) => client.with_gate(
                     gate.clone(),
                     vec![
-                        Quota::connector(
-                            &tenant.id,
-                            &connector.id,
-                            connector.rate_limit_per_minute,
-                            period,
-                        ),
+                        Quota::connector(&key, connector.rate_limit_per_minute, period),
                         Quota::tenant(&tenant.id, tenant.rate_limit_per_minute, period),
                     ],
                 ),

@@ -9,7 +9,7 @@ pub mod credentials;
 pub mod error;
 
 pub use auth::{Clock, ConnectorCredentials, SystemClock};
-pub use client::{ClientOptions, KaizalaClient, Reservation};
+pub use client::{ClientOptions, Clients, KaizalaClient, Reservation};
 pub use credentials::{Credentials, Learned};
 pub use error::KaizalaError;
 pub mod events;

@@ -11,6 +11,7 @@ use serde_json::json;
 use super::api::{Webhook, WebhookRequest};
 use super::client::KaizalaClient;
 use super::error::KaizalaError;
+use crate::model::ConnectorRef;
 
 /// `kaizala_bridge_webhook_subscriptions_total{tenant,outcome}`: webhooks the
 /// reconciler `created`, `updated`, `reenabled` (Kaizala had disabled them after
@@ -161,10 +162,8 @@ fn request(desired: &Desired, group: &str, context: &str) -> WebhookRequest {
 
 /// A connector of the configuration, with its client and what its webhooks should be.
 pub struct Managed {
-    /// Tenant id.
-    pub tenant: String,
-    /// Connector id.
-    pub connector: String,
+    /// The connector and its tenant.
+    pub connector: ConnectorRef,
     /// Its client.
     pub client: Arc<KaizalaClient>,
     /// What its webhooks should be.
@@ -196,11 +195,11 @@ pub fn managed(
     managed_with(config, &clients)
 }
 
-/// Like [`managed`], through the clients already built (keyed `tenant/connector`), so
+/// Like [`managed`], through the clients already built, so
 /// that webhook calls pass the same rate gate as everything else.
 pub fn managed_with(
     config: &crate::config::Config,
-    clients: &std::collections::HashMap<String, Arc<KaizalaClient>>,
+    clients: &super::client::Clients,
 ) -> Result<Vec<Managed>, SyncSetupError> {
     let public_url = config
         .server
@@ -240,13 +239,12 @@ pub fn managed_with(
                 .filter(|g| !groups.contains(*g))
                 .cloned()
                 .collect();
-            let key = format!("{}/{}", tenant.id, connector.id);
+            let key = ConnectorRef::new(&tenant.id, &connector.id);
             let Some(client) = clients.get(&key) else {
                 continue;
             };
             managed.push(Managed {
-                tenant: tenant.id.clone(),
-                connector: connector.id.clone(),
+                connector: key,
                 client: client.clone(),
                 desired: Desired {
                     tenant: tenant.id.clone(),
@@ -291,7 +289,7 @@ pub async fn keep_reconciled(
     let mut tenants: Vec<&str> = reconciling
         .managed
         .iter()
-        .map(|m| m.tenant.as_str())
+        .map(|m| m.connector.tenant.as_str())
         .collect();
     tenants.dedup();
     loop {
@@ -302,7 +300,11 @@ pub async fn keep_reconciled(
                 Some(false) => continue,
                 None => return,
             }
-            for m in reconciling.managed.iter().filter(|m| m.tenant == *tenant) {
+            for m in reconciling
+                .managed
+                .iter()
+                .filter(|m| m.connector.tenant == *tenant)
+            {
                 reconcile_logged(m).await;
             }
             let _ = leases.release(&key, &reconciling.holder).await;
@@ -349,11 +351,10 @@ async fn reconcile_logged(m: &Managed) {
                 ("reenabled", report.reenabled.len()),
                 ("deleted", report.deleted.len()),
             ] {
-                metrics::counter!(SUBSCRIPTIONS_TOTAL, "tenant" => m.tenant.clone(), "outcome" => outcome)
+                metrics::counter!(SUBSCRIPTIONS_TOTAL, "tenant" => m.connector.tenant.to_string(), "outcome" => outcome)
                     .increment(groups as u64);
             }
             tracing::info!(
-                tenant = %m.tenant,
                 connector = %m.connector,
                 created = report.created.len(),
                 updated = report.updated.len(),
@@ -364,9 +365,9 @@ async fn reconcile_logged(m: &Managed) {
             )
         }
         Err(error) => {
-            metrics::counter!(SUBSCRIPTIONS_TOTAL, "tenant" => m.tenant.clone(), "outcome" => "failed")
+            metrics::counter!(SUBSCRIPTIONS_TOTAL, "tenant" => m.connector.tenant.to_string(), "outcome" => "failed")
                 .increment(1);
-            tracing::warn!(tenant = %m.tenant, connector = %m.connector, %error, "webhook reconciliation failed; trying again later")
+            tracing::warn!(connector = %m.connector, %error, "webhook reconciliation failed; trying again later")
         }
     }
 }

@@ -57,9 +57,146 @@ fn shown(value: &str) -> String {
     }
 }
 
+/// A string id of one kind, a type of its own so that a tenant's id is never passed
+/// where a group's is expected. Serialized as the bare string (job payloads and
+/// stored correlations keep their shape); reads as `&str` where text is wanted.
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord,
+            serde::Serialize, serde::Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(id: String) -> Self {
+                Self(id)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(id: &str) -> Self {
+                Self(id.to_string())
+            }
+        }
+
+        impl From<&String> for $name {
+            fn from(id: &String) -> Self {
+                Self(id.clone())
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl PartialEq<String> for $name {
+            fn eq(&self, other: &String) -> bool {
+                &self.0 == other
+            }
+        }
+    };
+}
+
+string_id!(
+    /// A Kaizala tenant as the configuration names it (`tenants[].id`): whose
+    /// records, quota, callback token and state namespace a thing belongs to.
+    TenantId
+);
+string_id!(
+    /// A connector within its tenant (`tenants[].connectors[].id`): one Kaizala
+    /// application, its credentials and its quota.
+    ConnectorId
+);
+string_id!(
+    /// A Kaizala group id: where an action is posted and its answers come from.
+    GroupId
+);
+
+/// A connector of a tenant: what a Kaizala client, its quota and its learned
+/// credentials belong to. Shown (and kept in the store) as `tenant/connector`;
+/// neither id holds a `/` (the configuration refuses one).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectorRef {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The connector within it.
+    pub connector: ConnectorId,
+}
+
+impl ConnectorRef {
+    /// `tenant`'s connector `connector`.
+    pub fn new(tenant: impl Into<TenantId>, connector: impl Into<ConnectorId>) -> Self {
+        Self {
+            tenant: tenant.into(),
+            connector: connector.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectorRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.tenant, self.connector)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_their_text_on_the_wire_and_a_connector_shows_its_tenant() {
+        let tenant = TenantId::from("contoso");
+        assert_eq!(serde_json::to_string(&tenant).unwrap(), "\"contoso\"");
+        assert_eq!(
+            serde_json::from_str::<GroupId>("\"g-1\"").unwrap(),
+            GroupId::from("g-1")
+        );
+        assert_eq!(tenant, "contoso");
+        assert_eq!(
+            ConnectorRef::new("contoso", "app-1").to_string(),
+            "contoso/app-1"
+        );
+        let mut map = std::collections::HashMap::new();
+        map.insert(tenant, 1);
+        assert_eq!(map.get("contoso"), Some(&1), "looked up by text");
+    }
 
     #[test]
     fn guids_pass_and_anything_else_is_named() {

@@ -1,11 +1,13 @@
 //! Plain domain types both sides share: what a CRM record is, what changed, and the
 //! activity an answer becomes. No I/O, no HTTP, nothing else of the crate.
 
+pub mod action;
 pub mod ids;
 mod key;
 mod payload;
 pub mod time;
 
+pub use ids::{ConnectorId, ConnectorRef, GroupId, TenantId};
 pub use key::IdempotencyKey;
 pub use payload::{Correlation, RecordResponse, SendAction};
 
@@ -90,7 +92,7 @@ pub struct ResponseEvent {
     /// The action answered.
     pub action_id: String,
     /// Its group.
-    pub group_id: String,
+    pub group_id: GroupId,
     /// The response (stable across updates by the same person).
     pub response_id: String,
     /// The responder's phone (empty when anonymous).

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::action::Action;
+use super::ids::{ConnectorId, ConnectorRef, GroupId, TenantId};
 use super::{Activity, ActivityKind, CrmRecordRef, IdempotencyKey, ResponseEvent};
 
 /// Post an action to a Kaizala group for a CRM record.
@@ -11,13 +13,14 @@ pub struct SendAction {
     /// The rule that produced it.
     pub rule: String,
     /// Kaizala tenant.
-    pub tenant: String,
+    pub tenant: TenantId,
     /// Connector within the tenant.
-    pub connector: String,
+    pub connector: ConnectorId,
     /// The group to post to.
-    pub group: String,
-    /// The rendered request body (`actionType`, `actionBody`).
-    pub action: serde_json::Value,
+    pub group: GroupId,
+    /// The rendered action (queued as its request body, `actionType` and
+    /// `actionBody`).
+    pub action: Action,
     /// Unique per (rule, record, event): the survey carries it in an invisible
     /// question and the correlation store is keyed by it.
     pub idempotency_key: IdempotencyKey,
@@ -31,7 +34,7 @@ pub struct SendAction {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordResponse {
     /// Kaizala tenant whose webhook or poll reported it.
-    pub tenant: String,
+    pub tenant: TenantId,
     /// The answer.
     pub response: ResponseEvent,
     /// When it was given (RFC 3339), for the activity's templates.
@@ -47,11 +50,11 @@ pub struct Correlation {
     /// The rule.
     pub rule: String,
     /// The Kaizala tenant it was sent in: only that tenant's answers reach it.
-    pub tenant: String,
+    pub tenant: TenantId,
     /// The connector (within the tenant) that posted it, and reads its answers.
-    pub connector: String,
+    pub connector: ConnectorId,
     /// The group.
-    pub group: String,
+    pub group: GroupId,
     /// The action's title, for the activity.
     pub title: String,
     /// The record.
@@ -65,6 +68,20 @@ pub struct Correlation {
     /// Response polling is done with it (past due and grace).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub polled_out: bool,
+}
+
+impl SendAction {
+    /// The connector that posts it.
+    pub fn connector_ref(&self) -> ConnectorRef {
+        ConnectorRef::new(self.tenant.clone(), self.connector.clone())
+    }
+}
+
+impl Correlation {
+    /// The connector that posted the action (and reads its answers).
+    pub fn connector_ref(&self) -> ConnectorRef {
+        ConnectorRef::new(self.tenant.clone(), self.connector.clone())
+    }
 }
 
 impl Activity {

@@ -19,6 +19,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use crate::model::ConnectorRef;
+
 pub use local::LocalGate;
 pub use redis_gate::RedisGate;
 
@@ -38,9 +40,9 @@ pub struct Quota {
 
 impl Quota {
     /// The quota of a connector.
-    pub fn connector(tenant: &str, connector: &str, calls: u32, period: Duration) -> Self {
+    pub fn connector(connector: &ConnectorRef, calls: u32, period: Duration) -> Self {
         Self {
-            key: format!("connector:{tenant}/{connector}"),
+            key: format!("connector:{connector}"),
             calls,
             period,
         }

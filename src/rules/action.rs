@@ -20,7 +20,7 @@ use serde_json::Value;
 use toml::Spanned;
 
 use super::template::{TemplateId, Templates};
-use crate::kaizala::api::{
+use crate::model::action::{
     Action, AnnouncementBody, JobBody, PollBody, PollChoice, Question, QuestionOption,
     QuestionType, SurveyBody,
 };
@@ -28,10 +28,19 @@ use crate::kaizala::api::{
 /// A template string as written in the file.
 type Text = Spanned<String>;
 
+/// What the first pass reads: the kind, which says which file shape to read next.
+#[derive(Debug, Deserialize)]
+struct Tagged {
+    action_type: Spanned<String>,
+}
+
+/// A Survey's file: a title and questions.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ActionFile {
-    action_type: Spanned<String>,
+struct SurveyFile {
+    /// Read by the first pass; named here so that it is not an unknown key.
+    #[serde(rename = "action_type")]
+    _action_type: serde::de::IgnoredAny,
     title: Option<Text>,
     due_in_hours: Option<Spanned<u32>>,
     #[serde(default)]
@@ -42,11 +51,42 @@ struct ActionFile {
     sender_only: bool,
     #[serde(default)]
     questions: Vec<QuestionFile>,
+}
+
+/// A Poll's file: one question and its choices.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PollFile {
+    /// Read by the first pass; named here so that it is not an unknown key.
+    #[serde(rename = "action_type")]
+    _action_type: serde::de::IgnoredAny,
     question: Option<Text>,
     #[serde(default)]
     choices: Vec<Text>,
+    due_in_hours: Option<Spanned<u32>>,
+}
+
+/// A Job's file: a title and the people it is assigned to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobFile {
+    /// Read by the first pass; named here so that it is not an unknown key.
+    #[serde(rename = "action_type")]
+    _action_type: serde::de::IgnoredAny,
+    title: Option<Text>,
     #[serde(default)]
     assigned_to: Vec<Text>,
+    due_in_hours: Option<Spanned<u32>>,
+}
+
+/// An Announcement's file: a message, and a title (the message when left out).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnnouncementFile {
+    /// Read by the first pass; named here so that it is not an unknown key.
+    #[serde(rename = "action_type")]
+    _action_type: serde::de::IgnoredAny,
+    title: Option<Text>,
     message: Option<Text>,
 }
 
@@ -83,29 +123,66 @@ impl ActionKind {
             ActionKind::Announcement => "Announcement",
         }
     }
+
+    fn parse(name: &str) -> Option<Self> {
+        [Self::Survey, Self::Poll, Self::Job, Self::Announcement]
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
 }
 
+/// A question of a survey template.
 #[derive(Debug, Clone)]
-struct QuestionTemplate {
+pub struct QuestionTemplate {
     title: TemplateId,
     kind: QuestionType,
     options: Vec<TemplateId>,
 }
 
-/// A compiled action template.
+/// A compiled action template: one variant per Kaizala action kind, each holding
+/// exactly what that kind takes, so rendering cannot miss or invent a field.
 #[derive(Debug, Clone)]
-pub struct ActionTemplate {
-    kind: ActionKind,
-    title: Option<TemplateId>,
-    due_in_hours: u32,
-    accept_multiple_responses: bool,
-    is_anonymous: bool,
-    sender_only: bool,
-    questions: Vec<QuestionTemplate>,
-    question: Option<TemplateId>,
-    choices: Vec<TemplateId>,
-    assigned_to: Vec<TemplateId>,
-    message: Option<TemplateId>,
+pub enum ActionTemplate {
+    /// A survey.
+    Survey {
+        /// The heading.
+        title: TemplateId,
+        /// Hours it takes answers.
+        due_in_hours: u32,
+        /// Whether one person may answer more than once.
+        accept_multiple_responses: bool,
+        /// Whether answers are anonymous.
+        is_anonymous: bool,
+        /// Whether only the sender sees the summary.
+        sender_only: bool,
+        /// The questions.
+        questions: Vec<QuestionTemplate>,
+    },
+    /// A poll.
+    Poll {
+        /// The question.
+        question: TemplateId,
+        /// The choices.
+        choices: Vec<TemplateId>,
+        /// Hours it takes answers.
+        due_in_hours: u32,
+    },
+    /// A job.
+    Job {
+        /// The heading.
+        title: TemplateId,
+        /// Phone numbers of the assignees (an empty one is left out).
+        assigned_to: Vec<TemplateId>,
+        /// Hours until it is due.
+        due_in_hours: u32,
+    },
+    /// An announcement.
+    Announcement {
+        /// The heading; the message when absent.
+        title: Option<TemplateId>,
+        /// The text.
+        message: TemplateId,
+    },
 }
 
 /// Hours an action stays open when the template does not say.
@@ -116,285 +193,305 @@ pub fn line_of(text: &str, at: usize) -> usize {
     text[..at.min(text.len())].matches('\n').count() + 1
 }
 
-impl ActionTemplate {
-    /// Reads and compiles `file` into `templates` under `prefix`; every problem is a
-    /// `file:line: what` message.
-    pub fn load(file: &Path, prefix: &str, templates: &mut Templates) -> Result<Self, Vec<String>> {
-        let shown = file.display().to_string();
-        let text = std::fs::read_to_string(file).map_err(|e| vec![format!("{shown}: {e}")])?;
-        let parsed: ActionFile = toml::from_str(&text).map_err(|e| {
-            let line = e.span().map_or(1, |s| line_of(&text, s.start));
-            vec![format!("{shown}:{line}: {}", e.message().trim())]
-        })?;
-        let mut problems = Vec::new();
-        let compile =
-            |field: &str, value: &Text, templates: &mut Templates, problems: &mut Vec<String>| {
-                let line = line_of(&text, value.span().start);
-                let name = format!("{prefix}:{field}");
-                match templates.add(&name, value.get_ref(), &shown, line) {
-                    Ok(id) => Some(id),
-                    Err(message) => {
-                        problems.push(message);
-                        None
-                    }
-                }
-            };
-        let at = |span: std::ops::Range<usize>| format!("{shown}:{}", line_of(&text, span.start));
-        let kind = match parsed.action_type.get_ref().as_str() {
-            "Survey" => ActionKind::Survey,
-            "Poll" => ActionKind::Poll,
-            "Job" => ActionKind::Job,
-            "Announcement" => ActionKind::Announcement,
-            other => {
-                return Err(vec![format!(
-                    "{}: action_type: unknown {other:?}, expected one of: Survey, Poll, Job, Announcement",
-                    at(parsed.action_type.span())
-                )])
-            }
-        };
-        let title = parsed
-            .title
-            .as_ref()
-            .and_then(|t| compile("title", t, templates, &mut problems));
-        let mut questions = Vec::new();
-        for (i, q) in parsed.questions.iter().enumerate() {
-            let field = format!("questions[{i}]");
-            let kind_value = Value::String(q.kind.get_ref().clone());
-            let question_kind = match serde_json::from_value::<QuestionType>(kind_value) {
-                Ok(kind) => kind,
-                Err(_) => {
-                    problems.push(format!(
-                        "{}: {field}.type: unknown question type {:?} (Text, Numeric, SingleOption, MultiOption, Date, DateTime, Location, AttachmentList)",
-                        at(q.kind.span()),
-                        q.kind.get_ref()
-                    ));
-                    continue;
-                }
-            };
-            let choice = matches!(
-                question_kind,
-                QuestionType::SingleOption | QuestionType::MultiOption
-            );
-            if choice && q.options.len() < 2 {
-                problems.push(format!(
-                    "{}: {field}.options: a {} question needs at least two options",
-                    at(q.title.span()),
-                    q.kind.get_ref()
-                ));
-            }
-            if !choice && !q.options.is_empty() {
-                problems.push(format!(
-                    "{}: {field}.options: only SingleOption and MultiOption questions have options",
-                    at(q.title.span())
-                ));
-            }
-            let title = compile(
-                &format!("{field}.title"),
-                &q.title,
-                templates,
-                &mut problems,
-            );
-            let options: Vec<TemplateId> = q
-                .options
-                .iter()
-                .enumerate()
-                .filter_map(|(j, o)| {
-                    compile(
-                        &format!("{field}.options[{j}]"),
-                        o,
-                        templates,
-                        &mut problems,
-                    )
-                })
-                .collect();
-            if let Some(title) = title {
-                questions.push(QuestionTemplate {
-                    title,
-                    kind: question_kind,
-                    options,
-                });
+/// One template file being compiled: where each problem is, and the problems so far.
+struct Compiler<'a> {
+    text: String,
+    shown: String,
+    prefix: &'a str,
+    kind: &'static str,
+    kind_at: String,
+    templates: &'a mut Templates,
+    problems: Vec<String>,
+}
+
+impl Compiler<'_> {
+    /// `file:line` of `span`.
+    fn at(&self, span: std::ops::Range<usize>) -> String {
+        format!("{}:{}", self.shown, line_of(&self.text, span.start))
+    }
+
+    /// The file read as `T`; an unknown or misspelt key is named with its line.
+    fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, Vec<String>> {
+        toml::from_str(&self.text).map_err(|e| {
+            let line = e.span().map_or(1, |s| line_of(&self.text, s.start));
+            vec![format!("{}:{line}: {}", self.shown, e.message().trim())]
+        })
+    }
+
+    /// `value` compiled as the template of `field`.
+    fn text(&mut self, field: &str, value: &Text) -> Option<TemplateId> {
+        let line = line_of(&self.text, value.span().start);
+        let name = format!("{}:{field}", self.prefix);
+        match self
+            .templates
+            .add(&name, value.get_ref(), &self.shown, line)
+        {
+            Ok(id) => Some(id),
+            Err(message) => {
+                self.problems.push(message);
+                None
             }
         }
-        let question = parsed
-            .question
-            .as_ref()
-            .and_then(|q| compile("question", q, templates, &mut problems));
-        let choices: Vec<TemplateId> = parsed
-            .choices
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| compile(&format!("choices[{i}]"), c, templates, &mut problems))
-            .collect();
-        let assigned_to: Vec<TemplateId> = parsed
-            .assigned_to
-            .iter()
-            .enumerate()
-            .filter_map(|(i, a)| compile(&format!("assigned_to[{i}]"), a, templates, &mut problems))
-            .collect();
-        let message = parsed
-            .message
-            .as_ref()
-            .and_then(|m| compile("message", m, templates, &mut problems));
-        let kind_at = at(parsed.action_type.span());
-        let name = kind.as_str();
-        // Which fields each type needs, and which it does not take.
-        let needs = |present: bool, field: &str, problems: &mut Vec<String>| {
-            if !present {
-                problems.push(format!("{kind_at}: {field}: required for a {name}"));
-            }
-        };
-        let refuses = |present: bool, field: &str, problems: &mut Vec<String>| {
-            if present {
-                problems.push(format!("{kind_at}: {field}: a {name} has no {field}"));
-            }
-        };
-        match kind {
-            ActionKind::Survey => {
-                needs(parsed.title.is_some(), "title", &mut problems);
-                needs(!parsed.questions.is_empty(), "questions", &mut problems);
-                refuses(parsed.question.is_some(), "question", &mut problems);
-                refuses(!parsed.choices.is_empty(), "choices", &mut problems);
-                refuses(!parsed.assigned_to.is_empty(), "assigned_to", &mut problems);
-                refuses(parsed.message.is_some(), "message", &mut problems);
-            }
-            ActionKind::Poll => {
-                needs(parsed.question.is_some(), "question", &mut problems);
-                if parsed.choices.len() < 2 {
-                    problems.push(format!(
-                        "{kind_at}: choices: a Poll needs at least two choices"
-                    ));
-                }
-                refuses(!parsed.questions.is_empty(), "questions", &mut problems);
-                refuses(!parsed.assigned_to.is_empty(), "assigned_to", &mut problems);
-                refuses(parsed.message.is_some(), "message", &mut problems);
-            }
-            ActionKind::Job => {
-                needs(parsed.title.is_some(), "title", &mut problems);
-                needs(!parsed.assigned_to.is_empty(), "assigned_to", &mut problems);
-                refuses(!parsed.questions.is_empty(), "questions", &mut problems);
-                refuses(!parsed.choices.is_empty(), "choices", &mut problems);
-                refuses(parsed.message.is_some(), "message", &mut problems);
-            }
-            ActionKind::Announcement => {
-                needs(parsed.message.is_some(), "message", &mut problems);
-                refuses(!parsed.questions.is_empty(), "questions", &mut problems);
-                refuses(!parsed.choices.is_empty(), "choices", &mut problems);
-                refuses(!parsed.assigned_to.is_empty(), "assigned_to", &mut problems);
+    }
+
+    /// `value`, which this kind needs, compiled.
+    fn required(&mut self, field: &str, value: Option<&Text>) -> Option<TemplateId> {
+        match value {
+            Some(value) => self.text(field, value),
+            None => {
+                let message = format!("{}: {field}: required for a {}", self.kind_at, self.kind);
+                self.problems.push(message);
+                None
             }
         }
-        let due_in_hours = match &parsed.due_in_hours {
+    }
+
+    /// Each of `values` compiled as `field[i]`.
+    fn texts(&mut self, field: &str, values: &[Text]) -> Vec<TemplateId> {
+        values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, value)| self.text(&format!("{field}[{i}]"), value))
+            .collect()
+    }
+
+    /// The hours the action stays open: at least 1, 48 when not given.
+    fn due(&mut self, hours: Option<&Spanned<u32>>) -> u32 {
+        match hours {
             Some(hours) if *hours.get_ref() == 0 => {
-                problems.push(format!(
+                let message = format!(
                     "{}: due_in_hours: must be at least 1",
-                    at(hours.span())
-                ));
+                    self.at(hours.span())
+                );
+                self.problems.push(message);
                 DEFAULT_DUE_HOURS
             }
             Some(hours) => *hours.get_ref(),
             None => DEFAULT_DUE_HOURS,
-        };
-        if !problems.is_empty() {
-            return Err(problems);
         }
-        Ok(Self {
+    }
+
+    /// Question `i` of a survey, checked against its type.
+    fn question(&mut self, i: usize, q: &QuestionFile) -> Option<QuestionTemplate> {
+        let field = format!("questions[{i}]");
+        let kind_value = Value::String(q.kind.get_ref().clone());
+        let Ok(kind) = serde_json::from_value::<QuestionType>(kind_value) else {
+            self.problems.push(format!(
+                "{}: {field}.type: unknown question type {:?} (Text, Numeric, SingleOption, MultiOption, Date, DateTime, Location, AttachmentList)",
+                self.at(q.kind.span()),
+                q.kind.get_ref()
+            ));
+            return None;
+        };
+        let choice = matches!(kind, QuestionType::SingleOption | QuestionType::MultiOption);
+        let at = self.at(q.title.span());
+        if choice && q.options.len() < 2 {
+            self.problems.push(format!(
+                "{at}: {field}.options: a {} question needs at least two options",
+                q.kind.get_ref()
+            ));
+        }
+        if !choice && !q.options.is_empty() {
+            self.problems.push(format!(
+                "{at}: {field}.options: only SingleOption and MultiOption questions have options"
+            ));
+        }
+        let title = self.text(&format!("{field}.title"), &q.title);
+        let options = self.texts(&format!("{field}.options"), &q.options);
+        Some(QuestionTemplate {
+            title: title?,
             kind,
+            options,
+        })
+    }
+
+    fn survey(&mut self) -> Result<Option<ActionTemplate>, Vec<String>> {
+        let file: SurveyFile = self.parse()?;
+        let title = self.required("title", file.title.as_ref());
+        if file.questions.is_empty() {
+            let message = format!("{}: questions: required for a Survey", self.kind_at);
+            self.problems.push(message);
+        }
+        let questions: Vec<QuestionTemplate> = (file.questions.iter().enumerate())
+            .filter_map(|(i, q)| self.question(i, q))
+            .collect();
+        let due_in_hours = self.due(file.due_in_hours.as_ref());
+        Ok(title.map(|title| ActionTemplate::Survey {
             title,
             due_in_hours,
-            accept_multiple_responses: parsed.accept_multiple_responses,
-            is_anonymous: parsed.is_anonymous,
-            sender_only: parsed.sender_only,
+            accept_multiple_responses: file.accept_multiple_responses,
+            is_anonymous: file.is_anonymous,
+            sender_only: file.sender_only,
             questions,
+        }))
+    }
+
+    fn poll(&mut self) -> Result<Option<ActionTemplate>, Vec<String>> {
+        let file: PollFile = self.parse()?;
+        let question = self.required("question", file.question.as_ref());
+        if file.choices.len() < 2 {
+            let message = format!(
+                "{}: choices: a Poll needs at least two choices",
+                self.kind_at
+            );
+            self.problems.push(message);
+        }
+        let choices = self.texts("choices", &file.choices);
+        let due_in_hours = self.due(file.due_in_hours.as_ref());
+        Ok(question.map(|question| ActionTemplate::Poll {
             question,
             choices,
+            due_in_hours,
+        }))
+    }
+
+    fn job(&mut self) -> Result<Option<ActionTemplate>, Vec<String>> {
+        let file: JobFile = self.parse()?;
+        let title = self.required("title", file.title.as_ref());
+        if file.assigned_to.is_empty() {
+            let message = format!("{}: assigned_to: required for a Job", self.kind_at);
+            self.problems.push(message);
+        }
+        let assigned_to = self.texts("assigned_to", &file.assigned_to);
+        let due_in_hours = self.due(file.due_in_hours.as_ref());
+        Ok(title.map(|title| ActionTemplate::Job {
+            title,
             assigned_to,
-            message,
-        })
+            due_in_hours,
+        }))
+    }
+
+    fn announcement(&mut self) -> Result<Option<ActionTemplate>, Vec<String>> {
+        let file: AnnouncementFile = self.parse()?;
+        let message = self.required("message", file.message.as_ref());
+        let title = file.title.as_ref().and_then(|t| self.text("title", t));
+        Ok(message.map(|message| ActionTemplate::Announcement { title, message }))
+    }
+}
+
+impl ActionTemplate {
+    /// Reads and compiles `file` into `templates` under `prefix`; every problem is a
+    /// `file:line: what` message. The file is read twice: for its `action_type`, then
+    /// as that kind's shape, so a key the kind does not take is named with its line.
+    pub fn load(file: &Path, prefix: &str, templates: &mut Templates) -> Result<Self, Vec<String>> {
+        let shown = file.display().to_string();
+        let text = std::fs::read_to_string(file).map_err(|e| vec![format!("{shown}: {e}")])?;
+        let mut compiler = Compiler {
+            text,
+            shown,
+            prefix,
+            kind: "",
+            kind_at: String::new(),
+            templates,
+            problems: Vec::new(),
+        };
+        let tagged: Tagged = compiler.parse()?;
+        compiler.kind_at = compiler.at(tagged.action_type.span());
+        let Some(kind) = ActionKind::parse(tagged.action_type.get_ref()) else {
+            return Err(vec![format!(
+                "{}: action_type: unknown {:?}, expected one of: Survey, Poll, Job, Announcement",
+                compiler.kind_at,
+                tagged.action_type.get_ref()
+            )]);
+        };
+        compiler.kind = kind.as_str();
+        let template = match kind {
+            ActionKind::Survey => compiler.survey()?,
+            ActionKind::Poll => compiler.poll()?,
+            ActionKind::Job => compiler.job()?,
+            ActionKind::Announcement => compiler.announcement()?,
+        };
+        match template {
+            Some(template) if compiler.problems.is_empty() => Ok(template),
+            _ => Err(compiler.problems),
+        }
     }
 
     /// The kind of action.
     pub fn kind(&self) -> ActionKind {
-        self.kind
-    }
-
-    /// Hours the action stays open.
-    pub fn due_in_hours(&self) -> u32 {
-        self.due_in_hours
+        match self {
+            Self::Survey { .. } => ActionKind::Survey,
+            Self::Poll { .. } => ActionKind::Poll,
+            Self::Job { .. } => ActionKind::Job,
+            Self::Announcement { .. } => ActionKind::Announcement,
+        }
     }
 
     /// Every template of the action, for checks.
     pub fn templates(&self) -> Vec<TemplateId> {
-        let mut all: Vec<TemplateId> = Vec::new();
-        all.extend(self.title.iter().cloned());
-        for q in &self.questions {
-            all.push(q.title.clone());
-            all.extend(q.options.iter().cloned());
+        match self {
+            Self::Survey {
+                title, questions, ..
+            } => std::iter::once(title)
+                .chain(
+                    questions
+                        .iter()
+                        .flat_map(|q| std::iter::once(&q.title).chain(&q.options)),
+                )
+                .cloned()
+                .collect(),
+            Self::Poll {
+                question, choices, ..
+            } => std::iter::once(question).chain(choices).cloned().collect(),
+            Self::Job {
+                title, assigned_to, ..
+            } => std::iter::once(title).chain(assigned_to).cloned().collect(),
+            Self::Announcement { title, message } => {
+                title.iter().chain([message]).cloned().collect()
+            }
         }
-        all.extend(self.question.iter().cloned());
-        all.extend(self.choices.iter().cloned());
-        all.extend(self.assigned_to.iter().cloned());
-        all.extend(self.message.iter().cloned());
-        all
     }
 
     /// Renders the action for a record (`context` holds its attributes); an error
     /// names the template that failed.
     pub fn render(&self, templates: &Templates, context: &Value) -> Result<Action, String> {
         let text = |id: &TemplateId| templates.render(id, context);
-        let opt = |id: &Option<TemplateId>| {
-            id.as_ref()
-                .map(text)
-                .transpose()
-                .map(Option::unwrap_or_default)
-        };
-        Ok(match self.kind {
-            ActionKind::Survey => Action::Survey(SurveyBody {
-                title: opt(&self.title)?,
-                due_date: self.due_in_hours,
-                is_anonymous: self.is_anonymous,
-                is_sender_only: self.sender_only,
-                accept_multiple_responses: self.accept_multiple_responses,
-                questions: self
-                    .questions
+        let all = |ids: &[TemplateId]| ids.iter().map(text).collect::<Result<Vec<_>, String>>();
+        Ok(match self {
+            Self::Survey {
+                title,
+                due_in_hours,
+                accept_multiple_responses,
+                is_anonymous,
+                sender_only,
+                questions,
+            } => Action::Survey(SurveyBody {
+                title: text(title)?,
+                due_date: *due_in_hours,
+                is_anonymous: *is_anonymous,
+                is_sender_only: *sender_only,
+                accept_multiple_responses: *accept_multiple_responses,
+                questions: questions
                     .iter()
-                    .map(|q| {
-                        Ok(Question {
-                            title: text(&q.title)?,
-                            kind: q.kind,
-                            options: q
-                                .options
-                                .iter()
-                                .map(|o| text(o).map(|title| QuestionOption { title }))
-                                .collect::<Result<_, String>>()?,
-                            is_invisible: false,
-                        })
-                    })
+                    .map(|q| q.render(templates, context))
                     .collect::<Result<_, String>>()?,
             }),
-            ActionKind::Poll => Action::Poll(PollBody {
-                question: opt(&self.question)?,
-                choices: self
-                    .choices
-                    .iter()
-                    .map(|c| text(c).map(|title| PollChoice { title }))
-                    .collect::<Result<_, String>>()?,
-                expiry_in_hours: self.due_in_hours,
+            Self::Poll {
+                question,
+                choices,
+                due_in_hours,
+            } => Action::Poll(PollBody {
+                question: text(question)?,
+                choices: (all(choices)?.into_iter())
+                    .map(|title| PollChoice { title })
+                    .collect(),
+                expiry_in_hours: *due_in_hours,
             }),
-            ActionKind::Job => Action::Job(JobBody {
-                title: opt(&self.title)?,
-                assigned_to: self
-                    .assigned_to
-                    .iter()
-                    .map(text)
-                    .collect::<Result<Vec<_>, String>>()?
-                    .into_iter()
+            Self::Job {
+                title,
+                assigned_to,
+                due_in_hours,
+            } => Action::Job(JobBody {
+                title: text(title)?,
+                assigned_to: (all(assigned_to)?.into_iter())
                     .filter(|phone| !phone.trim().is_empty())
                     .collect(),
-                due_date: self.due_in_hours,
+                due_date: *due_in_hours,
             }),
-            ActionKind::Announcement => {
-                let message = opt(&self.message)?;
+            Self::Announcement { title, message } => {
+                let message = text(message)?;
                 Action::Announcement(AnnouncementBody {
-                    title: match &self.title {
+                    title: match title {
                         Some(title) => text(title)?,
                         None => message.clone(),
                     },
@@ -402,6 +499,23 @@ impl ActionTemplate {
                     media_resources: Vec::new(),
                 })
             }
+        })
+    }
+}
+
+impl QuestionTemplate {
+    fn render(&self, templates: &Templates, context: &Value) -> Result<Question, String> {
+        Ok(Question {
+            title: templates.render(&self.title, context)?,
+            kind: self.kind,
+            options: (self.options.iter())
+                .map(|o| {
+                    templates
+                        .render(o, context)
+                        .map(|title| QuestionOption { title })
+                })
+                .collect::<Result<_, String>>()?,
+            is_invisible: false,
         })
     }
 }

@@ -15,8 +15,8 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{Config, Problems, RuleConfig, TriggerEvent};
 use crate::model::{
-    Activity, ActivityKind, ChangeKind, Correlation, CrmEvent, IdempotencyKey, ResponseEvent,
-    SendAction,
+    Activity, ActivityKind, ChangeKind, ConnectorId, Correlation, CrmEvent, IdempotencyKey,
+    ResponseEvent, SendAction, TenantId,
 };
 pub use action::{ActionKind, ActionTemplate};
 pub use filter::Filter;
@@ -58,8 +58,8 @@ struct Rule {
     entity_set: String,
     on: ChangeKind,
     filter: Option<Filter>,
-    tenant: String,
-    connector: String,
+    tenant: TenantId,
+    connector: ConnectorId,
     group: GroupChoice,
     action: ActionTemplate,
     activity: ActivityKind,
@@ -285,8 +285,8 @@ fn compile_rule(
                 _ => ChangeKind::Created,
             },
             filter,
-            tenant: target.tenant.clone(),
-            connector: target.connector.clone(),
+            tenant: (&target.tenant).into(),
+            connector: (&target.connector).into(),
             group,
             action,
             activity: match write_back.activity {
@@ -433,8 +433,8 @@ impl Rules {
             rule: rule.id.clone(),
             tenant: rule.tenant.clone(),
             connector: rule.connector.clone(),
-            group,
-            action: action.request_body(),
+            group: group.into(),
+            action,
             idempotency_key: IdempotencyKey::for_change(&rule.id, &record, event.kind),
             record,
             activity: rule.activity,

@@ -94,7 +94,7 @@ fn check_reports_template_problems_with_file_and_line() {
         &select(),
     );
     assert!(found.iter().any(|(p, m)| p == "rules[0].action" && m.contains(&format!("{file}:4: questions[0].title: uses \"budget\", which crm[].select does not fetch"))), "{found:#?}");
-    let poll_without_choices = "action_type = \"Poll\"\nquestion = \"Go?\"\ntitle = \"x\"\n";
+    let poll_without_choices = "action_type = \"Poll\"\nquestion = \"Go?\"\n";
     let found = check(
         "rules[0]",
         &rule(dir.path(), poll_without_choices, None, fixed("g")),
@@ -124,6 +124,19 @@ fn check_reports_template_problems_with_file_and_line() {
     );
     assert!(
         found[0].1.contains(":2: unknown field `titel`"),
+        "{found:#?}"
+    );
+    // A key of another kind is named with its line, and what this kind takes.
+    let poll_key_in_a_survey = format!("{SURVEY}choices = [\"a\", \"b\"]\n");
+    let found = check(
+        "rules[0]",
+        &rule(dir.path(), &poll_key_in_a_survey, None, fixed("g")),
+        &select(),
+    );
+    assert!(
+        found[0]
+            .1
+            .contains(":7: unknown field `choices`, expected one of"),
         "{found:#?}"
     );
     assert!(check(
@@ -188,12 +201,11 @@ fn a_matching_record_becomes_one_rendered_survey_in_its_group() {
     };
     assert_eq!(job.group, "g-west");
     assert_eq!(job.idempotency_key, "r1/d365/opportunities/o-1/created");
-    assert_eq!(job.action["actionType"], "Survey");
-    assert_eq!(job.action["actionBody"]["title"], "Qualify Northwind");
-    assert_eq!(
-        job.action["actionBody"]["questions"][0]["options"][1]["title"],
-        "No"
-    );
+    let crate::model::action::Action::Survey(survey) = &job.action else {
+        panic!("a survey: {:?}", job.action)
+    };
+    assert_eq!(survey.title, "Qualify Northwind");
+    assert_eq!(survey.questions[0].options[1].title, "No");
 
     let small = rules.decide(&event(
         "o-2",

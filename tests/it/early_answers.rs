@@ -18,7 +18,7 @@ use kaizala_bridge::jobs::{
 };
 use kaizala_bridge::kaizala::{ClientOptions, ConnectorCredentials, Credentials, KaizalaClient};
 use kaizala_bridge::model::{
-    Activity, ActivityKind, AnsweredQuestion, CrmRecordRef, ResponseEvent,
+    Activity, ActivityKind, AnsweredQuestion, ConnectorRef, CrmRecordRef, ResponseEvent,
 };
 use kaizala_bridge::queue::{Handler, JobError};
 use kaizala_bridge::store::{SqliteStore, Store};
@@ -81,7 +81,7 @@ pub(crate) async fn bed_for(api_root: &str, tenants: &[&str]) -> Bed {
         HashMap::from([("d365".into(), sink.clone() as _)]);
     let clients = tenants
         .iter()
-        .map(|tenant| (format!("{tenant}/app-1"), client.clone()))
+        .map(|tenant| (ConnectorRef::new(*tenant, "app-1"), client.clone()))
         .collect();
     let handler = RecordResponseHandler::new(sinks, correlations.clone()).with_kaizala(clients);
     Bed {
@@ -201,10 +201,11 @@ async fn an_answer_to_an_action_without_our_key_is_ignored_and_another_tenants_i
     bed.correlations.set_state(key, &state).await.unwrap();
     let ours = post_survey(&bed.client, Some(key)).await;
     let mut elsewhere = bed;
-    elsewhere.handler =
-        RecordResponseHandler::new(HashMap::new(), elsewhere.correlations.clone()).with_kaizala(
-            HashMap::from([("fabrikam/app-1".to_string(), elsewhere.client.clone())]),
-        );
+    elsewhere.handler = RecordResponseHandler::new(HashMap::new(), elsewhere.correlations.clone())
+        .with_kaizala(HashMap::from([(
+            ConnectorRef::new("fabrikam", "app-1"),
+            elsewhere.client.clone(),
+        )]));
     elsewhere
         .handler
         .handle(&answer(&ours, "fabrikam"), 1)

@@ -178,8 +178,7 @@ async fn a_hostile_retry_after_is_capped_never_an_overflow() {
         };
         let gate: std::sync::Arc<dyn RateGate> = std::sync::Arc::new(LocalGate::new());
         let quotas = vec![Quota::connector(
-            "contoso",
-            "bot",
+            &kaizala_bridge::model::ConnectorRef::new("contoso", "bot"),
             6000,
             Duration::from_secs(60),
         )];

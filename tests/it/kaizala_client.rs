@@ -11,6 +11,7 @@ use kaizala_bridge::kaizala::api::*;
 use kaizala_bridge::kaizala::{
     ClientOptions, Clock, ConnectorCredentials, Credentials, KaizalaClient, KaizalaError,
 };
+use kaizala_bridge::model::ConnectorRef;
 use kaizala_bridge::store::SqliteStore;
 use serde_json::json;
 
@@ -533,7 +534,11 @@ async fn every_call_passes_the_gate_and_a_429_pauses_the_connector_for_everyone(
     let f = Fixture::new().await;
     let gate = Arc::new(RecordingGate::default());
     let quotas = vec![
-        Quota::connector("contoso", "app-1", 100, Duration::from_secs(60)),
+        Quota::connector(
+            &ConnectorRef::new("contoso", "app-1"),
+            100,
+            Duration::from_secs(60),
+        ),
         Quota::tenant("contoso", 300, Duration::from_secs(60)),
     ];
     let client = f.client(1).with_gate(gate.clone(), quotas);

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use kaizala_bridge::config::Secret;
 use kaizala_bridge::idempotency::key_marker;
 use kaizala_bridge::jobs::{Correlations, SendAction, SendActionHandler};
-use kaizala_bridge::kaizala::{ClientOptions, ConnectorCredentials, Credentials, KaizalaClient};
-use kaizala_bridge::model::{ActivityKind, CrmRecordRef};
+use kaizala_bridge::kaizala::{
+    ClientOptions, Clients, ConnectorCredentials, Credentials, KaizalaClient,
+};
+use kaizala_bridge::model::{ActivityKind, ConnectorRef, CrmRecordRef};
 use kaizala_bridge::queue::{
     Backoff, Handler, HandlerFuture, Job, JobError, JobKind, Queue, RedisBackend, Settings,
     SqliteBackend, Storage,
@@ -121,7 +123,11 @@ fn client(
         Some((connector, tenant, period)) => client.with_gate(
             bed.gate.clone(),
             vec![
-                Quota::connector("contoso", &format!("app-{n}"), connector, period),
+                Quota::connector(
+                    &ConnectorRef::new("contoso", format!("app-{n}")),
+                    connector,
+                    period,
+                ),
                 Quota::tenant("contoso", tenant, period),
             ],
         ),
@@ -134,9 +140,9 @@ fn survey_job(n: usize, connector: u32, group: &str) -> SendAction {
     SendAction {
         rule: "qualify".into(),
         tenant: "contoso".into(),
-        connector: format!("app-{connector}"),
+        connector: format!("app-{connector}").into(),
         group: group.into(),
-        action: json!({
+        action: serde_json::from_value(json!({
             "actionType": "Survey",
             "actionBody": {
                 "title": format!("Qualify deal {n}"),
@@ -146,7 +152,8 @@ fn survey_job(n: usize, connector: u32, group: &str) -> SendAction {
                 "acceptMultipleResponses": false,
                 "questions": [{ "title": "Budget?", "type": "Text" }]
             }
-        }),
+        }))
+        .expect("a valid action"),
         idempotency_key: format!("qualify/d365/opportunities/{n}/created").into(),
         record: CrmRecordRef {
             crm: "d365".into(),
@@ -193,10 +200,10 @@ async fn backlog_through_faults(kind: Kind) {
     let sim = Sim::start_with(SEED, kaizala_bridge::sim::kaizala::SimOptions::fast()).await;
     let bed = bed(kind, settings()).await;
     let timeout = Duration::from_millis(700);
-    let clients: HashMap<String, Arc<KaizalaClient>> = (1..=3)
+    let clients: Clients = (1..=3)
         .map(|n| {
             (
-                format!("contoso/app-{n}"),
+                ConnectorRef::new("contoso", format!("app-{n}")),
                 client(&sim, &bed, n, timeout, None),
             )
         })

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kaizala_bridge::model::ConnectorRef;
 use kaizala_bridge::ratelimit::{LocalGate, Quota, RateGate, RedisGate};
 
 use crate::support::redis::RedisServer;
@@ -136,7 +137,7 @@ async fn permits(gate: Arc<dyn RateGate>, workers: usize, run: Duration) -> usiz
             let mut n = w;
             while Instant::now() < deadline {
                 let quotas = [
-                    Quota::connector("t", &format!("c{}", n % 3), 40, period),
+                    Quota::connector(&ConnectorRef::new("t", format!("c{}", n % 3)), 40, period),
                     Quota::tenant("t", 100, period),
                 ];
                 gate.acquire(&quotas).await.unwrap();
