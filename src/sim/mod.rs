@@ -11,3 +11,4 @@ pub mod dataverse;
 pub mod faults;
 pub mod kaizala;
 pub mod people;
+pub mod server;

@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::sim::clock::Clock;
 use crate::sim::faults::{FaultState, Faults};
+use crate::sim::server::{self, Server};
 pub use seed::{Seed, SeedApplication, SeedError};
 use tables::Table;
 pub use webhooks::ServiceEndpoint;
@@ -112,7 +113,7 @@ pub enum SimError {
 /// A running Dataverse emulator and the handle tests steer it with.
 pub struct DataverseSim {
     shared: Arc<Shared>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    server: Server,
 }
 
 impl DataverseSim {
@@ -122,27 +123,12 @@ impl DataverseSim {
         options: SimOptions,
         listen: SocketAddr,
     ) -> Result<Self, SimError> {
-        let listener = tokio::net::TcpListener::bind(listen)
+        let bound = server::bind(listen, options.public_url.as_deref())
             .await
             .map_err(|source| SimError::Bind {
                 address: listen,
                 source,
             })?;
-        let address = listener.local_addr().map_err(|source| SimError::Bind {
-            address: listen,
-            source,
-        })?;
-        let base_url = options
-            .public_url
-            .clone()
-            .map(|u| u.trim_end_matches('/').to_string())
-            .unwrap_or_else(|| {
-                let mut reachable = address;
-                if reachable.ip().is_unspecified() {
-                    reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-                }
-                format!("http://{reachable}")
-            });
         let clock = Clock::default();
         let mut world = World {
             apps: seed.applications.clone(),
@@ -172,25 +158,17 @@ impl DataverseSim {
             faults: Mutex::new(FaultState::default()),
             clock,
             options,
-            base_url,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(SimError::Client)?,
+            base_url: bound.base_url.clone(),
+            http: server::client().map_err(SimError::Client)?,
             shutdown: CancellationToken::new(),
         });
-        let app = router(shared.clone());
-        let stop = shared.shutdown.clone();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
-            if let Err(error) = serve.await {
-                tracing::error!(%error, "the Dataverse emulator stopped on an error");
-            }
-        });
-        Ok(Self {
-            shared,
-            task: Some(task),
-        })
+        let server = Server::spawn(
+            bound,
+            router(shared.clone()),
+            shared.shutdown.clone(),
+            "Dataverse",
+        );
+        Ok(Self { shared, server })
     }
 
     /// The organisation URL (e.g. `http://127.0.0.1:41234`); the Web API is under
@@ -233,22 +211,13 @@ impl DataverseSim {
 
     /// Stops serving.
     pub async fn stop(mut self) {
-        self.shared.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+        self.server.stop().await;
     }
 
     /// Runs until `shutdown` is cancelled.
     pub async fn run_until(self, shutdown: CancellationToken) {
         shutdown.cancelled().await;
         self.stop().await;
-    }
-}
-
-impl Drop for DataverseSim {
-    fn drop(&mut self) {
-        self.shared.shutdown.cancel();
     }
 }
 

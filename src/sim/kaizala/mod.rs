@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::sim::clock::Clock;
 use crate::sim::faults::FaultState;
 pub use crate::sim::faults::Faults;
+use crate::sim::server::{self, Server};
 pub use actions::RESPONDER_HEADER;
 use error::ApiError;
 pub use seed::{Seed, SeedError};
@@ -154,7 +155,7 @@ pub enum SimError {
 pub struct KaizalaSim {
     shared: Arc<Shared>,
     address: SocketAddr,
-    task: Option<tokio::task::JoinHandle<()>>,
+    server: Server,
 }
 
 impl KaizalaSim {
@@ -164,16 +165,12 @@ impl KaizalaSim {
         options: SimOptions,
         listen: SocketAddr,
     ) -> Result<Self, SimError> {
-        let listener = tokio::net::TcpListener::bind(listen)
+        let bound = server::bind(listen, options.public_url.as_deref())
             .await
             .map_err(|source| SimError::Bind {
                 address: listen,
                 source,
             })?;
-        let address = listener.local_addr().map_err(|source| SimError::Bind {
-            address: listen,
-            source,
-        })?;
         let clock = Clock::default();
         let refresh_ms = options.refresh_token_lifetime.as_millis() as i64;
         let world = World::from_seed(seed, clock.now_ms(), refresh_ms, options.seed);
@@ -181,28 +178,24 @@ impl KaizalaSim {
             world: Mutex::new(world),
             faults: Mutex::new(FaultState::default()),
             clock,
-            base_url: base_url(&options, address),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(SimError::Client)?,
+            base_url: bound.base_url.clone(),
+            http: server::client().map_err(SimError::Client)?,
             deliverer: Notify::new(),
             shutdown: CancellationToken::new(),
             options,
         });
         tokio::spawn(delivery::run(shared.clone()));
-        let app = router(shared.clone());
-        let stop = shared.shutdown.clone();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
-            if let Err(error) = serve.await {
-                tracing::error!(%error, "the Kaizala emulator stopped on an error");
-            }
-        });
+        let address = bound.address;
+        let server = Server::spawn(
+            bound,
+            router(shared.clone()),
+            shared.shutdown.clone(),
+            "Kaizala",
+        );
         Ok(Self {
             shared,
             address,
-            task: Some(task),
+            server,
         })
     }
 
@@ -240,10 +233,7 @@ impl KaizalaSim {
 
     /// Stops serving and delivering.
     pub async fn stop(mut self) {
-        self.shared.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+        self.server.stop().await;
     }
 
     /// Waits until the server task ends (on [`KaizalaSim::stop`] from elsewhere, or
@@ -252,24 +242,6 @@ impl KaizalaSim {
         shutdown.cancelled().await;
         self.stop().await;
     }
-}
-
-impl Drop for KaizalaSim {
-    fn drop(&mut self) {
-        self.shared.shutdown.cancel();
-    }
-}
-
-/// Where clients reach the emulator.
-fn base_url(options: &SimOptions, address: SocketAddr) -> String {
-    if let Some(url) = &options.public_url {
-        return url.trim_end_matches('/').to_string();
-    }
-    let mut reachable = address;
-    if reachable.ip().is_unspecified() {
-        reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    format!("http://{reachable}")
 }
 
 fn router(shared: Arc<Shared>) -> Router {
