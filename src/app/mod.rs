@@ -577,8 +577,15 @@ impl Application {
     /// Serves until `shutdown` is cancelled, then stops accepting, reports not ready,
     /// and lets in-flight requests finish within the grace period.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), AppError> {
-        tracing::info!(address = %self.public.address, "listening on http://{}", self.public.address);
         let tasks = Tasks::new(shutdown.clone());
+        self.run_with(shutdown, tasks).await
+    }
+
+    /// Like [`Application::run_until_stopped`], its tasks started in `tasks` beside
+    /// those already there, which stop with them: one set owns every task of the
+    /// process, and one grace period bounds them all.
+    pub async fn run_with(self, shutdown: CancellationToken, tasks: Tasks) -> Result<(), AppError> {
+        tracing::info!(address = %self.public.address, "listening on http://{}", self.public.address);
         if let Some(reconciling) = self.reconciler {
             let reconciling = Arc::new(reconciling);
             tasks.supervise("webhook_sync", move |stop| {
@@ -660,9 +667,7 @@ pub async fn run(loaded: Loaded) -> Result<(), AppError> {
     tasks.supervise("stall_check", move |stop| {
         stop_when_stalled(readiness.clone(), stop, why.clone())
     });
-    app.run_until_stopped(shutdown).await?;
-    // Each of these ends as soon as it sees the shutdown.
-    tasks.stop(Duration::from_secs(1)).await;
+    app.run_with(shutdown, tasks).await?;
     let why = stalled.lock().unwrap().take();
     match why {
         Some(why) => Err(AppError::Stalled(why)),
