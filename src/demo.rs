@@ -276,7 +276,7 @@ async fn state(http: &reqwest::Client, base: &str) -> Result<Value, DemoError> {
 }
 
 /// Surveys in the Kaizala emulator: idempotency-key marker → (group, action id, title).
-fn surveys(state: &Value) -> Vec<(String, String, String, String)> {
+fn surveys(state: &Value) -> Vec<Survey> {
     let mut found = Vec::new();
     for (group, body) in state["groups"].as_object().into_iter().flatten() {
         for action in body["actions"].as_array().into_iter().flatten() {
@@ -349,86 +349,182 @@ async fn run_in(
     println!(
         "kaizala-bridge demo: the whole loop on this machine, against the built-in emulators\n"
     );
-    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("constant address");
-    let kaizala_seed =
-        crate::sim::kaizala::Seed::parse(KAIZALA_SEED).map_err(|e| fail("the Kaizala seed")(&e))?;
-    let kaizala = KaizalaSim::start(
-        &kaizala_seed,
-        crate::sim::kaizala::SimOptions::default(),
-        any,
-    )
-    .await
-    .map_err(|e| fail("cannot start the Kaizala emulator")(&e))?;
-    let dataverse_seed = crate::sim::dataverse::Seed::parse(DATAVERSE_SEED)
-        .map_err(|e| fail("the Dataverse seed")(&e))?;
-    let dataverse = DataverseSim::start(
-        &dataverse_seed,
-        crate::sim::dataverse::SimOptions::default(),
-        any,
-    )
-    .await
-    .map_err(|e| fail("cannot start the Dataverse emulator")(&e))?;
-    let (kaizala_url, dataverse_url) = (
-        kaizala.base_url().to_string(),
-        dataverse.base_url().to_string(),
-    );
-    println!("  Kaizala emulator    {kaizala_url}");
-    println!("  Dataverse emulator  {dataverse_url}");
+    let stage = Stage::start(dir, &shutdown).await?;
+    let people = stage.people().await?;
+    stage.subscribed().await?;
+    let ids = create_deals(&people).await?;
+    let found = stage.surveys().await?;
+    let answered = answer_surveys(&people, &found).await?;
+    let tasks = stage.tasks(answered).await?;
+    let (table, ok) = summary(&rows(&ids, &found, &tasks));
+    println!("\n{table}");
+    if ok {
+        println!("every qualifying opportunity got one survey in its group, and every answer became one task on it");
+    } else {
+        println!("SOMETHING IS WRONG: see the rows marked with !");
+    }
+    if options.keep_running {
+        println!("\nstill running (Ctrl-C stops it):");
+        println!("  bridge     {0}/metrics  {0}/readyz", stage.bridge_url);
+        println!("  Kaizala    {}/_sim/state", stage.kaizala_url);
+        println!("  Dataverse  {}/_sim/state", stage.dataverse_url);
+        shutdown.cancelled().await;
+    }
+    stage.stop().await;
+    Ok(ok)
+}
 
-    let port = free_port()?;
-    let file = write_config(dir, &kaizala_url, &dataverse_url, port)?;
-    let loaded = crate::app::load_config(Some(&file), &HashMap::new())
-        .map_err(|e| fail("the demo configuration")(&e))?;
-    let app = Application::build_loaded(&loaded.config, loaded.rules)
-        .await
-        .map_err(|e| fail("cannot start the bridge")(&e))?;
-    let bridge_url = format!("http://{}", app.address());
-    let stop_bridge = shutdown.child_token();
-    let bridge = tokio::spawn(app.run_until_stopped(stop_bridge.clone()));
-    println!(
-        "  the bridge          {bridge_url}  (queue: SQLite in {})\n",
-        dir.join("data").display()
-    );
+/// A survey found in the Kaizala emulator: its key marker, group, action id, title.
+type Survey = (String, String, String, String);
 
-    let endpoint: ServiceEndpoint = serde_json::from_value(json!({
-        "url": format!("{bridge_url}/webhooks/dataverse/d365"),
-        "entity": "opportunity",
-        "message": "Create",
-        "auth": "WebhookKey",
-        "key": WEBHOOK_KEY,
-    }))
-    .map_err(|e| fail("the Dataverse service endpoint")(&e))?;
-    dataverse
-        .register_webhook(endpoint)
-        .map_err(|e| fail("cannot register the Dataverse webhook")(&e))?;
-    let cast = Cast {
-        kaizala: kaizala_url.clone(),
-        connector: (
-            "demo-sales-bot".into(),
-            "demo-bot-secret".into(),
-            "demo-bot-refresh-token".into(),
-        ),
-        dataverse: dataverse_url.clone(),
-        rep: (
-            "contoso-directory".into(),
-            "sales-app".into(),
-            "demo-sales-secret".into(),
-        ),
-    };
-    let people = People::connect(&cast).await.map_err(DemoError)?;
-    let http = reqwest::Client::new();
+/// The two emulators and the bridge between them, running.
+struct Stage {
+    kaizala: KaizalaSim,
+    dataverse: DataverseSim,
+    kaizala_url: String,
+    dataverse_url: String,
+    bridge_url: String,
+    stop_bridge: CancellationToken,
+    bridge: tokio::task::JoinHandle<Result<(), crate::app::AppError>>,
+    http: reqwest::Client,
+}
 
-    // The bridge registers its Kaizala webhooks on start; wait for both groups.
-    wait_for("the bridge's Kaizala webhooks", async || {
-        let state = state(&http, &kaizala_url).await?;
-        let active = state["webhooks"]
-            .as_array()
-            .map_or(0, |w| w.iter().filter(|h| h["active"] == true).count());
-        Ok((active >= 2).then_some(()))
-    })
-    .await?;
-    println!("[1/4] the bridge subscribed to answers in Sales West and Sales East");
+impl Stage {
+    /// Starts the emulators, then the bridge on a configuration written into `dir`.
+    async fn start(dir: &Path, shutdown: &CancellationToken) -> Result<Self, DemoError> {
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("constant address");
+        let kaizala_seed = crate::sim::kaizala::Seed::parse(KAIZALA_SEED)
+            .map_err(|e| fail("the Kaizala seed")(&e))?;
+        let kaizala = KaizalaSim::start(&kaizala_seed, Default::default(), any)
+            .await
+            .map_err(|e| fail("cannot start the Kaizala emulator")(&e))?;
+        let dataverse_seed = crate::sim::dataverse::Seed::parse(DATAVERSE_SEED)
+            .map_err(|e| fail("the Dataverse seed")(&e))?;
+        let dataverse = DataverseSim::start(&dataverse_seed, Default::default(), any)
+            .await
+            .map_err(|e| fail("cannot start the Dataverse emulator")(&e))?;
+        let kaizala_url = kaizala.base_url().to_string();
+        let dataverse_url = dataverse.base_url().to_string();
+        println!("  Kaizala emulator    {kaizala_url}");
+        println!("  Dataverse emulator  {dataverse_url}");
 
+        let file = write_config(dir, &kaizala_url, &dataverse_url, free_port()?)?;
+        let loaded = crate::app::load_config(Some(&file), &HashMap::new())
+            .map_err(|e| fail("the demo configuration")(&e))?;
+        let app = Application::build_loaded(&loaded.config, loaded.rules)
+            .await
+            .map_err(|e| fail("cannot start the bridge")(&e))?;
+        let bridge_url = format!("http://{}", app.address());
+        let stop_bridge = shutdown.child_token();
+        let bridge = tokio::spawn(app.run_until_stopped(stop_bridge.clone()));
+        println!(
+            "  the bridge          {bridge_url}  (queue: SQLite in {})\n",
+            dir.join("data").display()
+        );
+        Ok(Self {
+            kaizala,
+            dataverse,
+            kaizala_url,
+            dataverse_url,
+            bridge_url,
+            stop_bridge,
+            bridge,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    /// Points Dataverse's webhook at the bridge, and signs in the people of the demo.
+    async fn people(&self) -> Result<People, DemoError> {
+        let endpoint: ServiceEndpoint = serde_json::from_value(json!({
+            "url": format!("{}/webhooks/dataverse/d365", self.bridge_url),
+            "entity": "opportunity",
+            "message": "Create",
+            "auth": "WebhookKey",
+            "key": WEBHOOK_KEY,
+        }))
+        .map_err(|e| fail("the Dataverse service endpoint")(&e))?;
+        self.dataverse
+            .register_webhook(endpoint)
+            .map_err(|e| fail("cannot register the Dataverse webhook")(&e))?;
+        let cast = Cast {
+            kaizala: self.kaizala_url.clone(),
+            connector: (
+                "demo-sales-bot".into(),
+                "demo-bot-secret".into(),
+                "demo-bot-refresh-token".into(),
+            ),
+            dataverse: self.dataverse_url.clone(),
+            rep: (
+                "contoso-directory".into(),
+                "sales-app".into(),
+                "demo-sales-secret".into(),
+            ),
+        };
+        People::connect(&cast).await.map_err(DemoError)
+    }
+
+    /// Waits for the Kaizala webhooks the bridge registers on start, one per group.
+    async fn subscribed(&self) -> Result<(), DemoError> {
+        wait_for("the bridge's Kaizala webhooks", async || {
+            let state = state(&self.http, &self.kaizala_url).await?;
+            let active = state["webhooks"]
+                .as_array()
+                .map_or(0, |w| w.iter().filter(|h| h["active"] == true).count());
+            Ok((active >= 2).then_some(()))
+        })
+        .await?;
+        println!("[1/4] the bridge subscribed to answers in Sales West and Sales East");
+        Ok(())
+    }
+
+    /// The surveys, once every qualifying deal has one (and a moment more, so a late
+    /// unexpected one shows in the table).
+    async fn surveys(&self) -> Result<Vec<Survey>, DemoError> {
+        let expected = DEALS.iter().filter(|d| d.group.is_some()).count();
+        let found = wait_for("the surveys", async || {
+            let all = surveys(&state(&self.http, &self.kaizala_url).await?);
+            Ok((all.len() >= expected).then_some(all))
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let again = surveys(&state(&self.http, &self.kaizala_url).await?);
+        let found = if again.len() > found.len() {
+            again
+        } else {
+            found
+        };
+        println!("[3/4] surveys appeared in Kaizala:");
+        for (_, group, _, title) in &found {
+            println!("        {group:<14} \"{title}\"");
+        }
+        Ok(found)
+    }
+
+    /// The tasks in Dynamics 365 by opportunity, once `answered` have landed.
+    async fn tasks(&self, answered: usize) -> Result<HashMap<String, Vec<Value>>, DemoError> {
+        let tasks = wait_for("the answers to land in Dynamics 365", async || {
+            let tasks = tasks_by_opportunity(&state(&self.http, &self.dataverse_url).await?);
+            let landed: usize = tasks.values().map(Vec::len).sum();
+            Ok((landed >= answered).then_some(tasks))
+        })
+        .await?;
+        println!("[4/4] each answer landed as a task on its opportunity:");
+        for task in tasks.values().flatten() {
+            println!("        {}", task["subject"].as_str().unwrap_or_default());
+        }
+        Ok(tasks)
+    }
+
+    async fn stop(self) {
+        self.stop_bridge.cancel();
+        let _ = self.bridge.await;
+        self.kaizala.stop().await;
+        self.dataverse.stop().await;
+    }
+}
+
+/// The sales rep creates every deal; their record ids, in order.
+async fn create_deals(people: &People) -> Result<Vec<String>, DemoError> {
     println!(
         "[2/4] a sales rep creates {} opportunities in Dynamics 365:",
         DEALS.len()
@@ -440,46 +536,26 @@ async fn run_in(
             "estimatedvalue": deal.value,
             "_owningbusinessunit_value": deal.unit,
         });
-        let id = people
-            .create_opportunity(&columns)
-            .await
-            .map_err(DemoError)?;
-        println!(
-            "        {:<26} {:>9}  {}",
-            deal.name,
-            deal.value,
-            if deal.group.is_some() {
-                "qualifies (>= 10000)"
-            } else {
-                "too small: no survey"
-            }
+        ids.push(
+            people
+                .create_opportunity(&columns)
+                .await
+                .map_err(DemoError)?,
         );
-        ids.push(id);
-    }
-
-    let expected = DEALS.iter().filter(|d| d.group.is_some()).count();
-    let found = wait_for("the surveys", async || {
-        let all = surveys(&state(&http, &kaizala_url).await?);
-        Ok((all.len() >= expected).then_some(all))
-    })
-    .await?;
-    // Any late, unexpected survey would show up in the table below.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let found = {
-        let again = surveys(&state(&http, &kaizala_url).await?);
-        if again.len() > found.len() {
-            again
+        let verdict = if deal.group.is_some() {
+            "qualifies (>= 10000)"
         } else {
-            found
-        }
-    };
-    println!("[3/4] surveys appeared in Kaizala:");
-    for (_, group, _, title) in &found {
-        println!("        {group:<14} \"{title}\"");
+            "too small: no survey"
+        };
+        println!("        {:<26} {:>9}  {verdict}", deal.name, deal.value);
     }
+    Ok(ids)
+}
 
+/// The group members answer every survey; how many answers they gave.
+async fn answer_surveys(people: &People, found: &[Survey]) -> Result<usize, DemoError> {
     let mut answered = 0;
-    for (_, group, action, title) in &found {
+    for (_, group, action, title) in found {
         for (phone, name, answers) in answers_for(group) {
             people
                 .answer(group, action, phone, &answers)
@@ -489,57 +565,31 @@ async fn run_in(
             println!("        {name} answered \"{title}\"");
         }
     }
+    Ok(answered)
+}
 
-    let tasks = wait_for("the answers to land in Dynamics 365", async || {
-        let tasks = tasks_by_opportunity(&state(&http, &dataverse_url).await?);
-        let landed: usize = tasks.values().map(Vec::len).sum();
-        Ok((landed >= answered).then_some(tasks))
-    })
-    .await?;
-    println!("[4/4] each answer landed as a task on its opportunity:");
-    for deal_tasks in tasks.values() {
-        for task in deal_tasks {
-            println!("        {}", task["subject"].as_str().unwrap_or_default());
-        }
-    }
-
-    let mut rows = Vec::new();
-    for (deal, id) in DEALS.iter().zip(&ids) {
-        let surveys: Vec<(String, String)> = found
-            .iter()
-            .filter(|(marker, ..)| marker.contains(id.as_str()))
-            .map(|(_, group, action, _)| (group.clone(), action.clone()))
-            .collect();
-        let answers = surveys.iter().map(|(g, _)| answers_for(g).len()).sum();
-        rows.push(Row {
-            name: deal.name.to_string(),
-            value: deal.value,
-            expected_group: deal.group.map(str::to_string),
-            surveys,
-            answers,
-            tasks: tasks.get(id).map_or(0, Vec::len),
-        });
-    }
-    let (table, ok) = summary(&rows);
-    println!("\n{table}");
-    if ok {
-        println!("every qualifying opportunity got one survey in its group, and every answer became one task on it");
-    } else {
-        println!("SOMETHING IS WRONG: see the rows marked with !");
-    }
-
-    if options.keep_running {
-        println!("\nstill running (Ctrl-C stops it):");
-        println!("  bridge     {bridge_url}/metrics  {bridge_url}/readyz");
-        println!("  Kaizala    {kaizala_url}/_sim/state");
-        println!("  Dataverse  {dataverse_url}/_sim/state");
-        shutdown.cancelled().await;
-    }
-    stop_bridge.cancel();
-    let _ = bridge.await;
-    kaizala.stop().await;
-    dataverse.stop().await;
-    Ok(ok)
+/// A row of the summary per deal: what was expected, what was found.
+fn rows(ids: &[String], found: &[Survey], tasks: &HashMap<String, Vec<Value>>) -> Vec<Row> {
+    DEALS
+        .iter()
+        .zip(ids)
+        .map(|(deal, id)| {
+            let surveys: Vec<(String, String)> = found
+                .iter()
+                .filter(|(marker, ..)| marker.contains(id.as_str()))
+                .map(|(_, group, action, _)| (group.clone(), action.clone()))
+                .collect();
+            let answers = surveys.iter().map(|(g, _)| answers_for(g).len()).sum();
+            Row {
+                name: deal.name.to_string(),
+                value: deal.value,
+                expected_group: deal.group.map(str::to_string),
+                surveys,
+                answers,
+                tasks: tasks.get(id).map_or(0, Vec::len),
+            }
+        })
+        .collect()
 }
 
 /// The summary table, and whether every row is as expected.

@@ -342,22 +342,7 @@ impl KaizalaClient {
                 self.reserve().await?;
             }
             let lease = self.tokens.lease().await?;
-            let mut url = url::Url::parse(&lease.endpoint).map_err(|e| {
-                KaizalaError::Protocol(format!("endpoint {:?} is not a URL: {e}", lease.endpoint))
-            })?;
-            url.path_segments_mut()
-                .map_err(|()| {
-                    KaizalaError::Protocol(format!(
-                        "endpoint {:?} cannot be a base",
-                        lease.endpoint
-                    ))
-                })?
-                .pop_if_empty()
-                .push("v1")
-                .extend(segments);
-            if !query.is_empty() {
-                url.query_pairs_mut().extend_pairs(query);
-            }
+            let url = endpoint_url(&lease.endpoint, segments, query)?;
             let mut request = self
                 .http
                 .request(method.clone(), url)
@@ -391,32 +376,26 @@ impl KaizalaClient {
                     refreshed = true;
                     self.tokens.refused(&lease.token).await;
                 }
-                200..=299 => {
-                    let text = response.text().await?;
-                    let text = if text.trim().is_empty() {
-                        "null"
-                    } else {
-                        &text
-                    };
-                    return serde_json::from_str(text)
-                        .map_err(|e| KaizalaError::Protocol(format!("{label}: {e}")));
-                }
-                _ => {
-                    let error = KaizalaError::from_response(response, self.max_retry_after).await;
-                    if status == 429 {
-                        metrics::counter!(THROTTLED_TOTAL, "connector" => self.key.clone())
-                            .increment(1);
-                    }
-                    if let (Some((gate, quotas)), Some(wait)) = (&self.gate, error.retry_after()) {
-                        if let Some(connector) = quotas.first() {
-                            // Every caller of this connector waits, not only this one.
-                            let _ = gate.pause(&connector.key, wait).await;
-                        }
-                    }
-                    return Err(error);
-                }
+                200..=299 => return parsed(label, &response.text().await?),
+                _ => return Err(self.refused(status, response).await),
             }
         }
+    }
+
+    /// The error of an answer that is neither a success nor a redirect or a stale
+    /// token; one that says when to come back (429, 503) holds back every caller of
+    /// this connector, not only this one.
+    async fn refused(&self, status: u16, response: reqwest::Response) -> KaizalaError {
+        let error = KaizalaError::from_response(response, self.max_retry_after).await;
+        if status == 429 {
+            metrics::counter!(THROTTLED_TOTAL, "connector" => self.key.clone()).increment(1);
+        }
+        if let (Some((gate, quotas)), Some(wait)) = (&self.gate, error.retry_after()) {
+            if let Some(connector) = quotas.first() {
+                let _ = gate.pause(&connector.key, wait).await;
+            }
+        }
+        error
     }
 
     fn count(&self, endpoint: &str, status: &str) {
@@ -427,6 +406,32 @@ impl KaizalaClient {
         ];
         metrics::counter!(CALLS_TOTAL, &labels).increment(1);
     }
+}
+
+/// `endpoint/v1/segments...?query`: the connector's endpoint (which Kaizala may move)
+/// with the call's path and query.
+fn endpoint_url(
+    endpoint: &str,
+    segments: &[&str],
+    query: &[(&str, String)],
+) -> Result<url::Url, KaizalaError> {
+    let mut url = url::Url::parse(endpoint)
+        .map_err(|e| KaizalaError::Protocol(format!("endpoint {endpoint:?} is not a URL: {e}")))?;
+    url.path_segments_mut()
+        .map_err(|()| KaizalaError::Protocol(format!("endpoint {endpoint:?} cannot be a base")))?
+        .pop_if_empty()
+        .push("v1")
+        .extend(segments);
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    Ok(url)
+}
+
+/// A success's body as `T` (an empty body reads as `null`).
+fn parsed<T: DeserializeOwned>(label: &str, text: &str) -> Result<T, KaizalaError> {
+    let text = if text.trim().is_empty() { "null" } else { text };
+    serde_json::from_str(text).map_err(|e| KaizalaError::Protocol(format!("{label}: {e}")))
 }
 
 /// A Kaizala client per connector of a tenant.

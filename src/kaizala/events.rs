@@ -229,9 +229,7 @@ fn parse_data(
         "JobCreated" => EventData::JobCreated {
             action_id: id(data, d, "actionId")?,
             title: optional_text(data, "title"),
-            assigned_to: data
-                .get("assignedTo")
-                .and_then(Value::as_array)
+            assigned_to: (data.get("assignedTo").and_then(Value::as_array))
                 .map(|a| {
                     a.iter()
                         .filter_map(Value::as_str)
@@ -240,53 +238,8 @@ fn parse_data(
                 })
                 .unwrap_or_default(),
         },
-        "SurveyResponse" | "ActionResponse" => {
-            let details = match data.get("responseDetails") {
-                Some(Value::Object(details)) => details,
-                _ => return Err("data.responseDetails: missing".into()),
-            };
-            let questions = details
-                .get("responseWithQuestions")
-                .and_then(Value::as_array)
-                .ok_or("data.responseDetails.responseWithQuestions: missing")?;
-            let mut answers = Vec::with_capacity(questions.len());
-            for (i, question) in questions.iter().enumerate() {
-                let path = format!("data.responseDetails.responseWithQuestions[{i}].");
-                let q = question
-                    .as_object()
-                    .ok_or_else(|| format!("{path}: must be an object"))?;
-                answers.push(Answer {
-                    title: text(q, &path, "title")?,
-                    kind: optional_text(q, "type"),
-                    value: q.get("answer").cloned().unwrap_or(Value::Null),
-                    is_invisible: flag(q, "isInvisible"),
-                });
-            }
-            EventData::Response {
-                action_id: id(data, d, "actionId")?,
-                group_id: id(data, d, "groupId")?,
-                response_id: id(data, d, "responseId")?,
-                responder: optional_text(data, "responder"),
-                responder_name: optional_text(data, "responderName"),
-                is_anonymous: flag(data, "isAnonymous"),
-                is_update: flag(data, "isUpdateResponse"),
-                answers,
-            }
-        }
-        "JobResponse" => {
-            let response = data
-                .get("responseDetails")
-                .and_then(|r| r.get("response"))
-                .and_then(Value::as_object)
-                .ok_or("data.responseDetails.response: missing")?;
-            EventData::JobResponse {
-                action_id: id(data, d, "actionId")?,
-                group_id: id(data, d, "groupId")?,
-                response_id: id(data, d, "responseId")?,
-                assignee: optional_text(response, "assignee"),
-                is_completed: flag(response, "isCompleted"),
-            }
-        }
+        "SurveyResponse" | "ActionResponse" => parse_response(data)?,
+        "JobResponse" => parse_job_response(data)?,
         "MemberAdded" | "MemberRemoved" => EventData::Membership {
             member: text(data, d, "member")?,
             member_name: optional_text(data, "memberName"),
@@ -294,6 +247,59 @@ fn parse_data(
         },
         "GroupAdded" | "GroupRemoved" => EventData::GroupChanged { raw: raw.clone() },
         _ => EventData::Unknown { raw: raw.clone() },
+    })
+}
+
+/// An answer to a survey or an action package: every question with its answer.
+fn parse_response(data: &Map<String, Value>) -> Result<EventData, String> {
+    let d = "data.";
+    let details = match data.get("responseDetails") {
+        Some(Value::Object(details)) => details,
+        _ => return Err("data.responseDetails: missing".into()),
+    };
+    let questions = details
+        .get("responseWithQuestions")
+        .and_then(Value::as_array)
+        .ok_or("data.responseDetails.responseWithQuestions: missing")?;
+    let mut answers = Vec::with_capacity(questions.len());
+    for (i, question) in questions.iter().enumerate() {
+        let path = format!("data.responseDetails.responseWithQuestions[{i}].");
+        let q = question
+            .as_object()
+            .ok_or_else(|| format!("{path}: must be an object"))?;
+        answers.push(Answer {
+            title: text(q, &path, "title")?,
+            kind: optional_text(q, "type"),
+            value: q.get("answer").cloned().unwrap_or(Value::Null),
+            is_invisible: flag(q, "isInvisible"),
+        });
+    }
+    Ok(EventData::Response {
+        action_id: id(data, d, "actionId")?,
+        group_id: id(data, d, "groupId")?,
+        response_id: id(data, d, "responseId")?,
+        responder: optional_text(data, "responder"),
+        responder_name: optional_text(data, "responderName"),
+        is_anonymous: flag(data, "isAnonymous"),
+        is_update: flag(data, "isUpdateResponse"),
+        answers,
+    })
+}
+
+/// An assignee's answer to a job: done or not.
+fn parse_job_response(data: &Map<String, Value>) -> Result<EventData, String> {
+    let d = "data.";
+    let response = data
+        .get("responseDetails")
+        .and_then(|r| r.get("response"))
+        .and_then(Value::as_object)
+        .ok_or("data.responseDetails.response: missing")?;
+    Ok(EventData::JobResponse {
+        action_id: id(data, d, "actionId")?,
+        group_id: id(data, d, "groupId")?,
+        response_id: id(data, d, "responseId")?,
+        assignee: optional_text(response, "assignee"),
+        is_completed: flag(response, "isCompleted"),
     })
 }
 

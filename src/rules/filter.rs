@@ -103,119 +103,143 @@ pub struct FilterError {
 }
 
 fn lex(text: &str) -> Result<Vec<(usize, Token)>, FilterError> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    let error = |at: usize, message: String| FilterError {
-        column: at + 1,
-        message,
+    let mut lexer = Lexer {
+        chars: text.chars().collect(),
+        i: 0,
     };
-    while i < chars.len() {
-        let c = chars[i];
-        let start = i;
+    let mut tokens = Vec::new();
+    while let Some(c) = lexer.peek(0) {
         if c.is_whitespace() {
-            i += 1;
+            lexer.i += 1;
             continue;
         }
+        let start = lexer.i;
         let token = match c {
-            '(' => {
-                i += 1;
-                Token::Open
-            }
-            ')' => {
-                i += 1;
-                Token::Close
-            }
-            '=' | '!' | '<' | '>' => {
-                let next = chars.get(i + 1).copied();
-                let (op, width) = match (c, next) {
-                    ('=', Some('=')) => (Op::Eq, 2),
-                    ('!', Some('=')) => (Op::Ne, 2),
-                    ('<', Some('=')) => (Op::Le, 2),
-                    ('>', Some('=')) => (Op::Ge, 2),
-                    ('<', _) => (Op::Lt, 1),
-                    ('>', _) => (Op::Gt, 1),
-                    ('=', _) => return Err(error(i, "'=' compares nothing; write '=='".into())),
-                    _ => {
-                        return Err(error(
-                            i,
-                            "'!' alone is not an operator; write 'not' or '!='".into(),
-                        ))
-                    }
-                };
-                i += width;
-                Token::Op(op)
-            }
-            '\'' | '"' => {
-                let quote = c;
-                i += 1;
-                let mut value = String::new();
-                loop {
-                    match chars.get(i) {
-                        None => return Err(error(start, "a string that is never closed".into())),
-                        Some('\\') if chars.get(i + 1).is_some() => {
-                            value.push(chars[i + 1]);
-                            i += 2;
-                        }
-                        Some(&ch) if ch == quote => {
-                            i += 1;
-                            break;
-                        }
-                        Some(&ch) => {
-                            value.push(ch);
-                            i += 1;
-                        }
-                    }
+            '(' | ')' => {
+                lexer.i += 1;
+                if c == '(' {
+                    Token::Open
+                } else {
+                    Token::Close
                 }
-                Token::Literal(Value::String(value))
             }
+            '=' | '!' | '<' | '>' => lexer.operator(c)?,
+            '\'' | '"' => lexer.string(c)?,
             c if c.is_ascii_digit()
-                || (c == '-' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) =>
+                || (c == '-' && lexer.peek(1).is_some_and(|d| d.is_ascii_digit())) =>
             {
-                i += 1;
-                while chars
-                    .get(i)
-                    .is_some_and(|c| c.is_ascii_digit() || *c == '.' || *c == '_')
-                {
-                    i += 1;
-                }
-                let text: String = chars[start..i].iter().filter(|c| **c != '_').collect();
-                let number = text
-                    .parse::<i64>()
-                    .map(Value::from)
-                    .ok()
-                    .or_else(|| {
-                        text.parse::<f64>()
-                            .ok()
-                            .and_then(serde_json::Number::from_f64)
-                            .map(Value::Number)
-                    })
-                    .ok_or_else(|| error(start, format!("{text:?} is not a number")))?;
-                Token::Literal(number)
+                lexer.number()?
             }
-            c if c.is_alphabetic() || c == '_' => {
-                while chars
-                    .get(i)
-                    .is_some_and(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
-                {
-                    i += 1;
-                }
-                let word: String = chars[start..i].iter().collect();
-                match word.as_str() {
-                    "and" => Token::And,
-                    "or" => Token::Or,
-                    "not" => Token::Not,
-                    "true" => Token::Literal(Value::Bool(true)),
-                    "false" => Token::Literal(Value::Bool(false)),
-                    "null" => Token::Literal(Value::Null),
-                    _ => Token::Ident(word),
-                }
-            }
-            other => return Err(error(i, format!("unexpected character {other:?}"))),
+            c if c.is_alphabetic() || c == '_' => lexer.word(),
+            other => return Err(lexer.error(start, format!("unexpected character {other:?}"))),
         };
         tokens.push((start, token));
     }
     Ok(tokens)
+}
+
+/// The filter's text as characters, and how far the lexer has read.
+struct Lexer {
+    chars: Vec<char>,
+    i: usize,
+}
+
+impl Lexer {
+    fn peek(&self, ahead: usize) -> Option<char> {
+        self.chars.get(self.i + ahead).copied()
+    }
+
+    fn error(&self, at: usize, message: String) -> FilterError {
+        FilterError {
+            column: at + 1,
+            message,
+        }
+    }
+
+    /// Moves past the characters `keep` takes; the text they make.
+    fn take_while(&mut self, keep: impl Fn(char) -> bool) -> String {
+        let start = self.i;
+        while self.peek(0).is_some_and(&keep) {
+            self.i += 1;
+        }
+        self.chars[start..self.i].iter().collect()
+    }
+
+    /// A comparison starting with `c`; a lone `=` or `!` is named with what to write.
+    fn operator(&mut self, c: char) -> Result<Token, FilterError> {
+        let (op, width) = match (c, self.peek(1)) {
+            ('=', Some('=')) => (Op::Eq, 2),
+            ('!', Some('=')) => (Op::Ne, 2),
+            ('<', Some('=')) => (Op::Le, 2),
+            ('>', Some('=')) => (Op::Ge, 2),
+            ('<', _) => (Op::Lt, 1),
+            ('>', _) => (Op::Gt, 1),
+            ('=', _) => return Err(self.error(self.i, "'=' compares nothing; write '=='".into())),
+            _ => {
+                let message = "'!' alone is not an operator; write 'not' or '!='";
+                return Err(self.error(self.i, message.into()));
+            }
+        };
+        self.i += width;
+        Ok(Token::Op(op))
+    }
+
+    /// A string in `quote`s; a backslash takes the next character as it is.
+    fn string(&mut self, quote: char) -> Result<Token, FilterError> {
+        let start = self.i;
+        self.i += 1;
+        let mut value = String::new();
+        loop {
+            match self.peek(0) {
+                None => return Err(self.error(start, "a string that is never closed".into())),
+                Some('\\') if self.peek(1).is_some() => {
+                    value.extend(self.peek(1));
+                    self.i += 2;
+                }
+                Some(ch) => {
+                    self.i += 1;
+                    if ch == quote {
+                        return Ok(Token::Literal(Value::String(value)));
+                    }
+                    value.push(ch);
+                }
+            }
+        }
+    }
+
+    /// A number (`_` groups digits): an integer when it is one, else a float.
+    fn number(&mut self) -> Result<Token, FilterError> {
+        let start = self.i;
+        self.i += 1;
+        let rest = self.take_while(|c| c.is_ascii_digit() || c == '.' || c == '_');
+        let text: String = std::iter::once(self.chars[start])
+            .chain(rest.chars())
+            .filter(|c| *c != '_')
+            .collect();
+        let number = text.parse::<i64>().map(Value::from).ok().or_else(|| {
+            text.parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+        });
+        number
+            .map(Token::Literal)
+            .ok_or_else(|| self.error(start, format!("{text:?} is not a number")))
+    }
+
+    /// A keyword, a literal word (`true`, `false`, `null`) or a column name.
+    fn word(&mut self) -> Token {
+        let word = self.take_while(|c| c.is_alphanumeric() || c == '_' || c == '.');
+        match word.as_str() {
+            "and" => Token::And,
+            "or" => Token::Or,
+            "not" => Token::Not,
+            "true" => Token::Literal(Value::Bool(true)),
+            "false" => Token::Literal(Value::Bool(false)),
+            "null" => Token::Literal(Value::Null),
+            _ => Token::Ident(word),
+        }
+    }
 }
 
 struct Parser {

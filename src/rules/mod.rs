@@ -123,7 +123,6 @@ fn compile_rule(
     select: &[String],
     templates: &mut Templates,
 ) -> Result<Rule, Vec<RuleProblem>> {
-    let mut problems: Vec<RuleProblem> = Vec::new();
     let (Some(trigger), Some(target), Some(write_back)) =
         (&rule.trigger, &rule.target, &rule.write_back)
     else {
@@ -138,143 +137,26 @@ fn compile_rule(
             .map(|(table, _)| (format!("{path}.{table}"), "missing".into()))
             .collect());
     };
-    let filter = match trigger.filter.as_deref() {
-        Some(text) => match Filter::parse(text) {
-            Ok(filter) => Some(filter),
-            Err(e) => {
-                problems.push((format!("{path}.trigger.filter"), e.to_string()));
-                None
-            }
-        },
-        None => None,
-    };
-    let action = match ActionTemplate::load(&rule.action, path, templates) {
-        Ok(action) => Some(action),
-        Err(messages) => {
-            for message in messages {
-                problems.push((format!("{path}.action"), message));
-            }
-            None
-        }
-    };
-    let written =
-        |field: &str, source: &str, templates: &mut Templates, problems: &mut Vec<RuleProblem>| {
-            templates
-                .add(
-                    &format!("{path}:write_back.{field}"),
-                    source,
-                    "the configuration",
-                    1,
-                )
-                .map_err(|message| {
-                    let message = message
-                        .trim_start_matches("the configuration:1: ")
-                        .to_string();
-                    problems.push((format!("{path}.write_back.{field}"), message));
-                })
-                .ok()
-        };
-    let subject = written("subject", &write_back.subject, templates, &mut problems);
-    let description = written(
-        "description",
-        &write_back.description,
+    let mut cx = RuleCompiler {
+        path,
+        select,
         templates,
-        &mut problems,
-    );
-    let sent = match &write_back.sent_subject {
-        Some(sent_subject) => {
-            let subject = written("sent_subject", sent_subject, templates, &mut problems);
-            let description = written(
-                "sent_description",
-                &write_back.sent_description,
-                templates,
-                &mut problems,
-            );
-            for (field, id) in [
-                ("sent_subject", &subject),
-                ("sent_description", &description),
-            ] {
-                let at = format!("{path}.write_back.{field}");
-                unknown_names(
-                    templates,
-                    id,
-                    SENT_NAMES,
-                    "a sent survey's",
-                    &at,
-                    &mut problems,
-                );
-            }
-            subject.zip(description)
-        }
-        None => None,
+        problems: Vec::new(),
+        reads: BTreeSet::new(),
     };
-    let known: BTreeSet<&str> = select.iter().map(String::as_str).collect();
-    let mut reads: BTreeSet<String> = BTreeSet::new();
-    if let Some(filter) = &filter {
-        for column in filter.columns() {
-            if !known.contains(column.as_str()) {
-                problems.push((
-                    format!("{path}.trigger.filter"),
-                    format!(
-                        "reads {column:?}, which crm[].select does not fetch (it fetches: {})",
-                        select.join(", ")
-                    ),
-                ));
-            }
-            reads.insert(column);
-        }
-    }
-    if let Some(action) = &action {
-        for id in action.templates() {
-            for name in templates.variables(&id) {
-                if name == "record" {
-                    continue;
-                }
-                if !known.contains(name.as_str()) {
-                    problems.push((
-                        format!("{path}.action"),
-                        format!(
-                            "{}: uses {name:?}, which crm[].select does not fetch (it fetches: {})",
-                            templates.origin(&id),
-                            select.join(", ")
-                        ),
-                    ));
-                }
-                reads.insert(name);
-            }
-        }
-    }
-    for (field, id) in [("subject", &subject), ("description", &description)] {
-        let at = format!("{path}.write_back.{field}");
-        unknown_names(
-            templates,
-            id,
-            WRITE_BACK_NAMES,
-            "an answer's",
-            &at,
-            &mut problems,
-        );
-    }
-    let group = match &target.group_by {
-        Some(attribute) => {
-            if !known.contains(attribute.as_str()) {
-                problems.push((
-                    format!("{path}.target.group_by"),
-                    format!(
-                        "{attribute:?} is not fetched by crm[].select (it fetches: {})",
-                        select.join(", ")
-                    ),
-                ));
-            }
-            reads.insert(attribute.clone());
-            GroupChoice::Lookup {
-                attribute: attribute.clone(),
-                groups: target.groups.clone(),
-                fallback: target.fallback_group.clone(),
-            }
-        }
-        None => GroupChoice::Fixed(target.group.clone()),
-    };
+    let filter = cx.filter(trigger.filter.as_deref());
+    let action = cx.action(&rule.action);
+    let subject = cx.written("subject", &write_back.subject, WRITE_BACK_NAMES);
+    let description = cx.written("description", &write_back.description, WRITE_BACK_NAMES);
+    let sent = write_back.sent_subject.as_ref().and_then(|sent_subject| {
+        let subject = cx.written("sent_subject", sent_subject, SENT_NAMES);
+        let description = cx.written("sent_description", &write_back.sent_description, SENT_NAMES);
+        subject.zip(description)
+    });
+    let group = cx.group(target);
+    let RuleCompiler {
+        problems, reads, ..
+    } = cx;
     match (problems.is_empty(), action, subject, description) {
         (true, Some(action), Some(subject), Some(description)) => Ok(Rule {
             id: rule.id.clone(),
@@ -299,6 +181,102 @@ fn compile_rule(
             reads,
         }),
         _ => Err(problems),
+    }
+}
+
+/// One rule being compiled: its templates added, every problem kept with the field it
+/// is on, and the record's columns it reads gathered.
+struct RuleCompiler<'a> {
+    path: &'a str,
+    select: &'a [String],
+    templates: &'a mut Templates,
+    problems: Vec<RuleProblem>,
+    reads: BTreeSet<String>,
+}
+
+impl RuleCompiler<'_> {
+    /// Records that the rule reads `column` at `field`: a problem when the source's
+    /// `select` does not fetch it.
+    fn reads(&mut self, field: &str, column: &str, what: impl FnOnce(&str) -> String) {
+        if !self.select.iter().any(|s| s == column) {
+            let message = format!(
+                "{}, which crm[].select does not fetch (it fetches: {})",
+                what(column),
+                self.select.join(", ")
+            );
+            self.problems
+                .push((format!("{}.{field}", self.path), message));
+        }
+        self.reads.insert(column.to_string());
+    }
+
+    fn filter(&mut self, text: Option<&str>) -> Option<Filter> {
+        let filter = match Filter::parse(text?) {
+            Ok(filter) => filter,
+            Err(e) => {
+                let field = format!("{}.trigger.filter", self.path);
+                self.problems.push((field, e.to_string()));
+                return None;
+            }
+        };
+        for column in filter.columns() {
+            self.reads("trigger.filter", &column, |c| format!("reads {c:?}"));
+        }
+        Some(filter)
+    }
+
+    fn action(&mut self, file: &std::path::Path) -> Option<ActionTemplate> {
+        let action = match ActionTemplate::load(file, self.path, self.templates) {
+            Ok(action) => action,
+            Err(messages) => {
+                let field = format!("{}.action", self.path);
+                (self.problems).extend(messages.into_iter().map(|m| (field.clone(), m)));
+                return None;
+            }
+        };
+        for id in action.templates() {
+            let origin = self.templates.origin(&id);
+            for name in self.templates.variables(&id) {
+                if name != "record" {
+                    self.reads("action", &name, |n| format!("{origin}: uses {n:?}"));
+                }
+            }
+        }
+        Some(action)
+    }
+
+    /// The write-back template of `field`, compiled and checked against the names
+    /// its templates can use.
+    fn written(&mut self, field: &str, source: &str, names: &[&str]) -> Option<TemplateId> {
+        let at = format!("{}.write_back.{field}", self.path);
+        let name = format!("{}:write_back.{field}", self.path);
+        let id = match self.templates.add(&name, source, "the configuration", 1) {
+            Ok(id) => Some(id),
+            Err(message) => {
+                let message = message.trim_start_matches("the configuration:1: ");
+                self.problems.push((at.clone(), message.to_string()));
+                None
+            }
+        };
+        let whose = if names == SENT_NAMES {
+            "a sent survey's"
+        } else {
+            "an answer's"
+        };
+        unknown_names(self.templates, &id, names, whose, &at, &mut self.problems);
+        id
+    }
+
+    fn group(&mut self, target: &crate::config::TargetConfig) -> GroupChoice {
+        let Some(attribute) = &target.group_by else {
+            return GroupChoice::Fixed(target.group.clone());
+        };
+        self.reads("target.group_by", attribute, |a| format!("groups by {a:?}"));
+        GroupChoice::Lookup {
+            attribute: attribute.clone(),
+            groups: target.groups.clone(),
+            fallback: target.fallback_group.clone(),
+        }
     }
 }
 

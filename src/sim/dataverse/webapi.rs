@@ -462,20 +462,7 @@ fn changes(
             if now - issued > retention || issued < world.delta_floor_ms {
                 return Err(DvError::bad_request_code("0x80044352", "Version stamp associated with the client has expired. Please perform a full sync."));
             }
-            let mut value: Vec<Value> = Vec::new();
-            let mut written: Vec<&Row> = table
-                .rows
-                .values()
-                .filter(|r| r.version > version)
-                .collect();
-            written.sort_by_key(|r| r.version);
-            value.extend(written.iter().map(|r| shape(schema, r, columns)));
-            for (_, id) in table.deleted.iter().filter(|(v, _)| *v > version) {
-                value.push(json!({
-                    "@odata.context": format!("{}/api/data/v9.2/$metadata#{}/$deletedEntity", shared.base_url, schema.set),
-                    "id": id, "reason": "deleted",
-                }));
-            }
+            let value = changed_since(shared, schema, table, version, columns);
             json!({ "@odata.context": context(shared, schema, columns, "/$delta"), "@odata.deltaLink": delta_link(world.version), "value": value })
         }
     };
@@ -485,6 +472,31 @@ fn changes(
         HeaderValue::from_static("odata.track-changes"),
     );
     Ok(answer)
+}
+
+/// The rows of `table` written after `version`, oldest first, then the ids deleted
+/// since, as a delta page lists them.
+fn changed_since(
+    shared: &Shared,
+    schema: &Schema,
+    table: &Table,
+    version: u64,
+    columns: &Option<Vec<String>>,
+) -> Vec<Value> {
+    let mut written: Vec<&Row> = table
+        .rows
+        .values()
+        .filter(|r| r.version > version)
+        .collect();
+    written.sort_by_key(|r| r.version);
+    let mut value: Vec<Value> = written.iter().map(|r| shape(schema, r, columns)).collect();
+    for (_, id) in table.deleted.iter().filter(|(v, _)| *v > version) {
+        value.push(json!({
+            "@odata.context": format!("{}/api/data/v9.2/$metadata#{}/$deletedEntity", shared.base_url, schema.set),
+            "id": id, "reason": "deleted",
+        }));
+    }
+    value
 }
 
 fn retrieve(
@@ -630,23 +642,7 @@ fn patch(
             ))
         }
         (false, _, Some(_)) => return Err(DvError::missing(schema.logical, id)),
-        (false, _, None) => {
-            let map = body_object(body)?;
-            if map.contains_key(schema.key) && map[schema.key] != json!(id) {
-                return Err(DvError::bad_request(format!(
-                    "{}: differs from the key in the URL",
-                    schema.key
-                )));
-            }
-            return create(shared, schema, Some(id.to_string()), body, prefer).map(|mut r| {
-                if r.status() == StatusCode::NO_CONTENT {
-                    if let Ok(value) = HeaderValue::from_str(&entity_id(shared, schema, id)) {
-                        r.headers_mut().insert("OData-EntityId", value);
-                    }
-                }
-                r
-            });
-        }
+        (false, _, None) => return upsert_create(shared, schema, id, body, prefer),
         _ => {}
     }
     let map = body_object(body)?;
@@ -683,6 +679,32 @@ fn patch(
     drop(world);
     webhooks::fire(shared, schema, "Update", id, &changed);
     written(shared, schema, id, false, prefer, true)
+}
+
+/// A PATCH of a record that does not exist and no `If-Match`: an upsert, which
+/// creates it under the key of the URL.
+fn upsert_create(
+    shared: &Arc<Shared>,
+    schema: &'static Schema,
+    id: &str,
+    body: &[u8],
+    prefer: &Prefer,
+) -> Outcome {
+    let map = body_object(body)?;
+    if map.contains_key(schema.key) && map[schema.key] != json!(id) {
+        return Err(DvError::bad_request(format!(
+            "{}: differs from the key in the URL",
+            schema.key
+        )));
+    }
+    create(shared, schema, Some(id.to_string()), body, prefer).map(|mut r| {
+        if r.status() == StatusCode::NO_CONTENT {
+            if let Ok(value) = HeaderValue::from_str(&entity_id(shared, schema, id)) {
+                r.headers_mut().insert("OData-EntityId", value);
+            }
+        }
+        r
+    })
 }
 
 fn delete(shared: &Arc<Shared>, schema: &'static Schema, id: &str) -> Outcome {

@@ -73,141 +73,29 @@ fn posted(map: &Map<String, Value>) -> ApiResult<Posted> {
         accept_multiple: false,
         anonymous: false,
     };
-    let package = match (action_type, package_id) {
+    let action_type = match (action_type, package_id) {
         (None, None) => {
             return Err(ApiError::bad_request(
                 "actionType or id: one of them is required",
             ))
         }
-        (None, Some(id)) => Some(id),
-        (Some("Custom"), Some(id)) => Some(id),
-        (Some(_), _) => None,
-    };
-    match package {
-        Some(id) => {
-            // An action package instance: its fields are the package's own.
-            if id.trim().is_empty() {
-                return Err(ApiError::bad_request("id: empty"));
-            }
-            p.action_type = "Custom".into();
-            p.package_id = Some(id.to_string());
-            p.title = fields.opt_string("title")?.unwrap_or(id).to_string();
-            if let Some(properties) = fields.opt_array("properties")? {
-                for (i, property) in properties.iter().enumerate() {
-                    let Value::Object(property) = property else {
-                        return Err(ApiError::bad_request(format!(
-                            "actionBody.properties[{i}]: must be an object"
-                        )));
-                    };
-                    let path = format!("actionBody.properties[{i}]");
-                    let property = Fields::new(property, &path);
-                    property.string("name")?;
-                    property.string("type")?;
-                    if property.get("value").is_none() {
-                        return Err(ApiError::bad_request(format!("{path}.value: missing")));
-                    }
-                }
-            }
-            if let Some(hours) = fields.opt_number("validity")? {
-                p.expiry_hours = hours as i64;
-            }
+        (None | Some("Custom"), Some(id)) => {
+            posted_package(&fields, id, &mut p)?;
             return Ok(p);
         }
-        None => p.action_type = action_type.unwrap_or_default().to_string(),
-    }
-    match p.action_type.as_str() {
-        "Survey" => {
-            p.title = fields.string("title")?.to_string();
-            p.expiry_hours = fields.opt_number("dueDate")?.map_or(24, |h| h as i64);
-            p.accept_multiple = fields.opt_bool("acceptMultipleResponses")?.unwrap_or(false);
-            p.anonymous = fields.opt_bool("isAnonymous")?.unwrap_or(false);
-            fields.opt_bool("isSenderOnly")?;
-            let questions = fields
-                .opt_array("questions")?
-                .ok_or_else(|| ApiError::bad_request("actionBody.questions: missing"))?;
-            if questions.is_empty() {
-                return Err(ApiError::bad_request(
-                    "actionBody.questions: at least one question is required",
-                ));
-            }
-            for (i, question) in questions.iter().enumerate() {
-                p.questions.push(parse_question(i, question)?);
-            }
-        }
-        "Job" => {
-            p.title = fields.string("title")?.to_string();
-            let assigned = fields
-                .opt_strings("assignedTo")?
-                .ok_or_else(|| ApiError::bad_request("actionBody.assignedTo: missing"))?;
-            if assigned.is_empty() {
-                return Err(ApiError::bad_request(
-                    "actionBody.assignedTo: at least one assignee is required",
-                ));
-            }
-            body::phones("actionBody.assignedTo", &assigned)?;
-            p.assigned_to = assigned;
-            p.expiry_hours = fields.opt_number("dueDate")?.map_or(24, |h| h as i64);
-        }
-        "Poll" => {
-            p.title = fields.string("question")?.to_string();
-            let choices = fields
-                .opt_array("choices")?
-                .ok_or_else(|| ApiError::bad_request("actionBody.choices: missing"))?;
-            if choices.len() < 2 {
-                return Err(ApiError::bad_request(
-                    "actionBody.choices: at least two choices are required",
-                ));
-            }
-            for (i, choice) in choices.iter().enumerate() {
-                let Value::Object(choice) = choice else {
-                    return Err(ApiError::bad_request(format!(
-                        "actionBody.choices[{i}]: must be an object"
-                    )));
-                };
-                let path = format!("actionBody.choices[{i}]");
-                let title = Fields::new(choice, &path).string("title")?;
-                p.questions.push(Question {
-                    title: title.into(),
-                    kind: "Choice".into(),
-                    options: Vec::new(),
-                    is_invisible: false,
-                });
-            }
-            p.expiry_hours = fields
-                .opt_number("expiryInHours")?
-                .map_or(720, |h| h as i64);
-        }
+        (Some(action_type), _) => action_type,
+    };
+    p.action_type = action_type.to_string();
+    match action_type {
+        "Survey" => posted_survey(&fields, &mut p)?,
+        "Job" => posted_job(&fields, &mut p)?,
+        "Poll" => posted_poll(&fields, &mut p)?,
         "Announcement" => {
             let message = fields.string("message")?;
             p.title = fields.opt_string("title")?.unwrap_or(message).to_string();
             fields.opt_strings("mediaResources")?;
         }
-        "LetsMeet" => {
-            p.title = fields.string("title")?.to_string();
-            let starting = fields.string("startingTime")?;
-            if starting.len() < 10 || !starting.as_bytes()[..4].iter().all(u8::is_ascii_digit) {
-                return Err(ApiError::bad_request(format!(
-                    "actionBody.startingTime: {starting:?} is not a date-time like 2018-01-01T00:00:00Z"
-                )));
-            }
-            let duration = fields
-                .opt_number("durationInMins")?
-                .or(fields.opt_number("duration")?);
-            if duration.is_some_and(|d| d <= 0.0) {
-                return Err(ApiError::bad_request(
-                    "actionBody.durationInMins: must be positive",
-                ));
-            }
-            if let Some(Value::Object(place)) = fields.get("place") {
-                let place = Fields::new(place, "actionBody.place");
-                for key in ["latitude", "longitude"] {
-                    place.opt_number(key)?.ok_or_else(|| {
-                        ApiError::bad_request(format!("actionBody.place.{key}: missing"))
-                    })?;
-                }
-            }
-            fields.opt_bool("isSenderOnly")?;
-        }
+        "LetsMeet" => posted_lets_meet(&fields, &mut p)?,
         "Image" => {
             fields.string("mediaResource")?;
             p.title = fields.opt_string("caption")?.unwrap_or("Image").to_string();
@@ -220,6 +108,134 @@ fn posted(map: &Map<String, Value>) -> ApiResult<Posted> {
         }
     }
     Ok(p)
+}
+
+/// An action package instance: its fields are the package's own properties.
+fn posted_package(fields: &Fields<'_>, id: &str, p: &mut Posted) -> ApiResult<()> {
+    if id.trim().is_empty() {
+        return Err(ApiError::bad_request("id: empty"));
+    }
+    p.action_type = "Custom".into();
+    p.package_id = Some(id.to_string());
+    p.title = fields.opt_string("title")?.unwrap_or(id).to_string();
+    for (i, property) in fields
+        .opt_array("properties")?
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let Value::Object(property) = property else {
+            return Err(ApiError::bad_request(format!(
+                "actionBody.properties[{i}]: must be an object"
+            )));
+        };
+        let path = format!("actionBody.properties[{i}]");
+        let property = Fields::new(property, &path);
+        property.string("name")?;
+        property.string("type")?;
+        if property.get("value").is_none() {
+            return Err(ApiError::bad_request(format!("{path}.value: missing")));
+        }
+    }
+    if let Some(hours) = fields.opt_number("validity")? {
+        p.expiry_hours = hours as i64;
+    }
+    Ok(())
+}
+
+fn posted_survey(fields: &Fields<'_>, p: &mut Posted) -> ApiResult<()> {
+    p.title = fields.string("title")?.to_string();
+    p.expiry_hours = fields.opt_number("dueDate")?.map_or(24, |h| h as i64);
+    p.accept_multiple = fields.opt_bool("acceptMultipleResponses")?.unwrap_or(false);
+    p.anonymous = fields.opt_bool("isAnonymous")?.unwrap_or(false);
+    fields.opt_bool("isSenderOnly")?;
+    let questions = fields
+        .opt_array("questions")?
+        .ok_or_else(|| ApiError::bad_request("actionBody.questions: missing"))?;
+    if questions.is_empty() {
+        return Err(ApiError::bad_request(
+            "actionBody.questions: at least one question is required",
+        ));
+    }
+    for (i, question) in questions.iter().enumerate() {
+        p.questions.push(parse_question(i, question)?);
+    }
+    Ok(())
+}
+
+fn posted_job(fields: &Fields<'_>, p: &mut Posted) -> ApiResult<()> {
+    p.title = fields.string("title")?.to_string();
+    let assigned = fields
+        .opt_strings("assignedTo")?
+        .ok_or_else(|| ApiError::bad_request("actionBody.assignedTo: missing"))?;
+    if assigned.is_empty() {
+        return Err(ApiError::bad_request(
+            "actionBody.assignedTo: at least one assignee is required",
+        ));
+    }
+    body::phones("actionBody.assignedTo", &assigned)?;
+    p.assigned_to = assigned;
+    p.expiry_hours = fields.opt_number("dueDate")?.map_or(24, |h| h as i64);
+    Ok(())
+}
+
+fn posted_poll(fields: &Fields<'_>, p: &mut Posted) -> ApiResult<()> {
+    p.title = fields.string("question")?.to_string();
+    let choices = fields
+        .opt_array("choices")?
+        .ok_or_else(|| ApiError::bad_request("actionBody.choices: missing"))?;
+    if choices.len() < 2 {
+        return Err(ApiError::bad_request(
+            "actionBody.choices: at least two choices are required",
+        ));
+    }
+    for (i, choice) in choices.iter().enumerate() {
+        let Value::Object(choice) = choice else {
+            return Err(ApiError::bad_request(format!(
+                "actionBody.choices[{i}]: must be an object"
+            )));
+        };
+        let path = format!("actionBody.choices[{i}]");
+        let title = Fields::new(choice, &path).string("title")?;
+        p.questions.push(Question {
+            title: title.into(),
+            kind: "Choice".into(),
+            options: Vec::new(),
+            is_invisible: false,
+        });
+    }
+    p.expiry_hours = fields
+        .opt_number("expiryInHours")?
+        .map_or(720, |h| h as i64);
+    Ok(())
+}
+
+fn posted_lets_meet(fields: &Fields<'_>, p: &mut Posted) -> ApiResult<()> {
+    p.title = fields.string("title")?.to_string();
+    let starting = fields.string("startingTime")?;
+    if starting.len() < 10 || !starting.as_bytes()[..4].iter().all(u8::is_ascii_digit) {
+        return Err(ApiError::bad_request(format!(
+            "actionBody.startingTime: {starting:?} is not a date-time like 2018-01-01T00:00:00Z"
+        )));
+    }
+    let duration = fields
+        .opt_number("durationInMins")?
+        .or(fields.opt_number("duration")?);
+    if duration.is_some_and(|d| d <= 0.0) {
+        return Err(ApiError::bad_request(
+            "actionBody.durationInMins: must be positive",
+        ));
+    }
+    if let Some(Value::Object(place)) = fields.get("place") {
+        let place = Fields::new(place, "actionBody.place");
+        for key in ["latitude", "longitude"] {
+            place
+                .opt_number(key)?
+                .ok_or_else(|| ApiError::bad_request(format!("actionBody.place.{key}: missing")))?;
+        }
+    }
+    fields.opt_bool("isSenderOnly")?;
+    Ok(())
 }
 
 fn parse_question(i: usize, question: &Value) -> ApiResult<Question> {
@@ -677,125 +693,37 @@ pub async fn post_response(
             "{RESPONDER_HEADER}: {responder:?} is not a member of group {group_id:?}"
         )));
     }
-    if let Some(kind) = top.opt_string("actionType")? {
-        if !kind.eq_ignore_ascii_case(&action.action_type)
-            && action.package_id.as_deref() != Some(kind)
-        {
-            return Err(ApiError::bad_request(format!(
-                "actionType: {kind:?} but action {action_id:?} is a {}",
-                action.action_type
-            )));
-        }
-    }
-    if now > action.expiry_ms {
-        return Err(ApiError::bad_request(format!(
-            "action {action_id:?} expired at {}",
-            rfc3339(action.expiry_ms)
-        )));
-    }
-    let answers: Vec<Value> = if action.action_type == "Job" {
-        if !action.assigned_to.contains(&responder) {
-            return Err(ApiError::forbidden(format!(
-                "{responder:?} is not assigned this job"
-            )));
-        }
-        let done = fields
-            .opt_bool("isCompleted")?
-            .ok_or_else(|| ApiError::bad_request("actionBody.isCompleted: missing"))?;
-        vec![json!(done)]
-    } else {
-        let answers = fields
-            .opt_array("answers")?
-            .ok_or_else(|| ApiError::bad_request("actionBody.answers: missing"))?
-            .clone();
-        if !action.questions.is_empty() && answers.len() > action.questions.len() {
-            return Err(ApiError::bad_request(format!(
-                "actionBody.answers: {} answers for {} questions",
-                answers.len(),
-                action.questions.len()
-            )));
-        }
-        if action.action_type == "Survey" {
-            for (i, (question, answer)) in action.questions.iter().zip(&answers).enumerate() {
-                check_answer(i, question, answer)?;
-            }
-        }
-        answers
-    };
-    let name = fields.opt_string("responseName")?.map(str::to_string);
-    let location = fields.get("responseLocation").cloned();
+    check_answerable(&action, top.opt_string("actionType")?, now)?;
+    let answers = answers_of(&action, &responder, &fields)?;
     let responder_name = world.member_name(&group_id, &responder);
+    let given = ActionResponse {
+        id: new_id(),
+        responder: responder.clone(),
+        responder_name: responder_name.clone(),
+        time_ms: now,
+        is_update: false,
+        answers,
+        name: fields.opt_string("responseName")?.map(str::to_string),
+        location: fields.get("responseLocation").cloned(),
+    };
     let group = world.groups.get_mut(&group_id).expect("checked");
-    let stored = group
-        .actions
-        .iter_mut()
+    let stored = (group.actions.iter_mut())
         .find(|a| a.id == action_id)
         .expect("found above");
-    let existing = match &update_of {
-        Some(id) => Some(
-            stored
-                .responses
-                .iter()
-                .position(|r| &r.id == id && r.responder == responder)
-                .ok_or_else(|| {
-                    ApiError::not_found(format!(
-                        "responseId: no response {id:?} of {responder:?} to this action"
-                    ))
-                })?,
-        ),
-        None if !stored.accept_multiple => stored
-            .responses
-            .iter()
-            .position(|r| r.responder == responder),
-        None => None,
-    };
-    let response = match existing {
-        Some(i) => {
-            let r = &mut stored.responses[i];
-            r.answers = answers;
-            r.time_ms = now;
-            r.is_update = true;
-            r.name = name;
-            r.location = location;
-            r.clone()
-        }
-        None => {
-            let r = ActionResponse {
-                id: new_id(),
-                responder: responder.clone(),
-                responder_name: responder_name.clone(),
-                time_ms: now,
-                is_update: false,
-                answers,
-                name,
-                location,
-            };
-            stored.responses.push(r.clone());
-            r
-        }
-    };
+    let response = record_response(stored, update_of.as_deref(), given)?;
     let stored = stored.clone();
-    let data = if stored.action_type == "Job" {
-        json!({ "actionId": stored.id, "groupId": group_id, "responseId": response.id,
-                "responseDetails": { "response": { "assignee": responder, "assigneeName": responder_name,
-                                                   "assigneeProfilePic": "", "isCompleted": response.answers[0] } } })
-    } else {
-        json!({ "actionId": stored.id, "groupId": group_id, "responseId": response.id,
-                "isUpdateResponse": response.is_update, "responder": if stored.anonymous { "" } else { responder.as_str() },
-                "responderName": if stored.anonymous { "" } else { responder_name.as_str() }, "responderProfilePic": "",
-                "isAnonymous": stored.anonymous,
-                "responseDetails": { "responseWithQuestions": with_questions(&stored, &response) } })
-    };
-    let actor = if stored.anonymous {
-        Actor {
-            phone: String::new(),
-            name: String::new(),
-        }
-    } else {
-        Actor {
-            phone: responder,
-            name: responder_name,
-        }
+    let data = response_data(&stored, &group_id, &response);
+    let actor = Actor {
+        phone: if stored.anonymous {
+            String::new()
+        } else {
+            responder
+        },
+        name: if stored.anonymous {
+            String::new()
+        } else {
+            responder_name
+        },
     };
     world.emit(
         response_event(&stored.action_type),
@@ -808,6 +736,124 @@ pub async fn post_response(
     drop(world);
     shared.deliverer.notify_one();
     Ok(Json(json!({ "responseId": response.id })))
+}
+
+/// The action takes this answer now: of the kind the answer says (when it says),
+/// and not yet expired.
+fn check_answerable(action: &Action, kind: Option<&str>, now: i64) -> ApiResult<()> {
+    if let Some(kind) = kind {
+        if !kind.eq_ignore_ascii_case(&action.action_type)
+            && action.package_id.as_deref() != Some(kind)
+        {
+            return Err(ApiError::bad_request(format!(
+                "actionType: {kind:?} but action {:?} is a {}",
+                action.id, action.action_type
+            )));
+        }
+    }
+    if now > action.expiry_ms {
+        return Err(ApiError::bad_request(format!(
+            "action {:?} expired at {}",
+            action.id,
+            rfc3339(action.expiry_ms)
+        )));
+    }
+    Ok(())
+}
+
+/// The answers in the body: a job's assignee says done or not; anything else
+/// answers its questions (a survey's checked against their types).
+fn answers_of(action: &Action, responder: &str, fields: &Fields<'_>) -> ApiResult<Vec<Value>> {
+    if action.action_type == "Job" {
+        if !action.assigned_to.iter().any(|a| a == responder) {
+            return Err(ApiError::forbidden(format!(
+                "{responder:?} is not assigned this job"
+            )));
+        }
+        let done = fields
+            .opt_bool("isCompleted")?
+            .ok_or_else(|| ApiError::bad_request("actionBody.isCompleted: missing"))?;
+        return Ok(vec![json!(done)]);
+    }
+    let answers = fields
+        .opt_array("answers")?
+        .ok_or_else(|| ApiError::bad_request("actionBody.answers: missing"))?
+        .clone();
+    if !action.questions.is_empty() && answers.len() > action.questions.len() {
+        return Err(ApiError::bad_request(format!(
+            "actionBody.answers: {} answers for {} questions",
+            answers.len(),
+            action.questions.len()
+        )));
+    }
+    if action.action_type == "Survey" {
+        for (i, (question, answer)) in action.questions.iter().zip(&answers).enumerate() {
+            check_answer(i, question, answer)?;
+        }
+    }
+    Ok(answers)
+}
+
+/// Keeps `given` on `stored`: as a new response, or as an update of the one named by
+/// `update_of` (or of the responder's only one, when the action takes one each).
+fn record_response(
+    stored: &mut Action,
+    update_of: Option<&str>,
+    given: ActionResponse,
+) -> ApiResult<ActionResponse> {
+    let mine = |r: &ActionResponse| r.responder == given.responder;
+    let existing = match update_of {
+        Some(id) => Some(
+            (stored.responses.iter())
+                .position(|r| r.id == id && mine(r))
+                .ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "responseId: no response {id:?} of {:?} to this action",
+                        given.responder
+                    ))
+                })?,
+        ),
+        None if !stored.accept_multiple => stored.responses.iter().position(mine),
+        None => None,
+    };
+    Ok(match existing {
+        Some(i) => {
+            let r = &mut stored.responses[i];
+            r.answers = given.answers;
+            r.time_ms = given.time_ms;
+            r.is_update = true;
+            r.name = given.name;
+            r.location = given.location;
+            r.clone()
+        }
+        None => {
+            stored.responses.push(given.clone());
+            given
+        }
+    })
+}
+
+/// The event's `data` for `response` to `stored`, as the reference shows it (an
+/// anonymous survey's without who answered).
+fn response_data(stored: &Action, group_id: &str, response: &ActionResponse) -> Value {
+    let (responder, responder_name) = (&response.responder, &response.responder_name);
+    if stored.action_type == "Job" {
+        return json!({ "actionId": stored.id, "groupId": group_id, "responseId": response.id,
+            "responseDetails": { "response": { "assignee": responder, "assigneeName": responder_name,
+                                               "assigneeProfilePic": "", "isCompleted": response.answers[0] } } });
+    }
+    let hidden = |text: &str| {
+        if stored.anonymous {
+            String::new()
+        } else {
+            text.to_string()
+        }
+    };
+    json!({ "actionId": stored.id, "groupId": group_id, "responseId": response.id,
+            "isUpdateResponse": response.is_update, "responder": hidden(responder),
+            "responderName": hidden(responder_name), "responderProfilePic": "",
+            "isAnonymous": stored.anonymous,
+            "responseDetails": { "responseWithQuestions": with_questions(stored, response) } })
 }
 
 #[cfg(test)]

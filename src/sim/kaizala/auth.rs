@@ -157,25 +157,7 @@ pub async fn access_token(
     }
     let rotate_at = record.issued_ms + (record.expires_ms - record.issued_ms) * 9 / 10;
     let successor = if now >= rotate_at {
-        match record.successor {
-            Some(successor) => successor,
-            None => {
-                let successor = world.token("rt");
-                let fresh = RefreshToken {
-                    issued_ms: now,
-                    expires_ms: now + refresh_lifetime,
-                    successor: None,
-                };
-                let connector = &mut world.connectors[c];
-                connector.refresh_tokens.insert(successor.clone(), fresh);
-                connector
-                    .refresh_tokens
-                    .get_mut(refresh)
-                    .expect("looked up above")
-                    .successor = Some(successor.clone());
-                successor
-            }
-        }
+        successor_of(&mut world, c, refresh, now, refresh_lifetime)
     } else {
         String::new()
     };
@@ -197,6 +179,38 @@ pub async fn access_token(
         "refreshToken": successor,
         "scope": "token.write",
     })))
+}
+
+/// The refresh token that follows `refresh` of connector `c` (made at `now` on first
+/// asking, living `lifetime` ms, the same one on every later asking): the rotation
+/// Kaizala hands out in the last tenth of a refresh token's life.
+fn successor_of(
+    world: &mut super::state::World,
+    c: usize,
+    refresh: &str,
+    now: i64,
+    lifetime: i64,
+) -> String {
+    let known = world.connectors[c].refresh_tokens[refresh]
+        .successor
+        .clone();
+    if let Some(successor) = known {
+        return successor;
+    }
+    let successor = world.token("rt");
+    let fresh = RefreshToken {
+        issued_ms: now,
+        expires_ms: now + lifetime,
+        successor: None,
+    };
+    let connector = &mut world.connectors[c];
+    connector.refresh_tokens.insert(successor.clone(), fresh);
+    connector
+        .refresh_tokens
+        .get_mut(refresh)
+        .expect("looked up above")
+        .successor = Some(successor.clone());
+    successor
 }
 
 impl Shared {
