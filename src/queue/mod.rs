@@ -17,8 +17,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use apalis::prelude::{TaskBuilder, TaskSink};
-use apalis_redis::RedisStorage;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -318,24 +316,9 @@ impl Queue {
                 sqlite.push(kind, job, run_at).await
             }
             Storage::Redis(redis) => {
-                let mut storage = RedisStorage::<Envelope<T>>::new(redis.connection())
-                    .with_config(redis.config(kind, self.inner.settings.heartbeat));
-                let task = TaskBuilder::new(envelope.clone())
-                    .run_at_timestamp(run_at)
-                    .build();
-                storage.push_task(task).await.map_err(|e| failed(&e))?;
-                let message = self.inner.wakeups.message(due_ms);
-                let channel = wake::channel(&redis.queue_name(kind));
-                let published: Result<(), _> = ::redis::cmd("PUBLISH")
-                    .arg(channel)
-                    .arg(message)
-                    .query_async(&mut redis.connection())
-                    .await;
-                if let Err(error) = published {
-                    // The job is durable; replicas find it at their next poll.
-                    tracing::debug!(%error, "cannot tell replicas of a push");
-                }
-                Ok(())
+                let job = serde_json::to_vec(envelope).map_err(|e| failed(&e))?;
+                let wake = self.inner.wakeups.message(due_ms);
+                redis.push(kind, job, run_at, wake).await
             }
         }
     }

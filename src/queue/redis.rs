@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use apalis::prelude::TaskBuilder;
 use apalis_redis::ConnectionManager;
 use redis::Script;
 
@@ -36,6 +37,48 @@ for s = 1, 2 do
 end
 return removed
 "#;
+
+/// A connection that sends a PUBLISH in the same round trip as each command it
+/// carries (a script that Redis had to load first is sent again, and announced
+/// again: a wake-up is a hint, a second one costs a look).
+struct WithPublish {
+    inner: ConnectionManager,
+    publish: redis::Cmd,
+}
+
+impl redis::aio::ConnectionLike for WithPublish {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        Box::pin(async move {
+            let mut pipe = redis::pipe();
+            pipe.add_command(cmd.clone())
+                .add_command(self.publish.clone());
+            let mut replies = self.inner.req_packed_commands(&pipe, 0, 2).await?;
+            if replies.is_empty() {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "no reply to the push",
+                )));
+            }
+            replies.swap_remove(0).extract_error()
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        self.inner.req_packed_commands(pipeline, offset, count)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.inner.get_db()
+    }
+}
 
 /// Heartbeats a worker may miss before its jobs are handed to another: three, so a
 /// short pause (a busy runtime, a little clock skew between replicas) is not taken
@@ -77,6 +120,34 @@ impl RedisBackend {
     /// The name of `kind`'s queue in Redis (apalis prefixes its keys with it).
     pub(crate) fn queue_name(&self, kind: JobKind) -> String {
         format!("{}:{}", self.prefix, kind.queue())
+    }
+
+    /// Writes `job` (an envelope, as JSON) into `kind`'s queue to run at `run_at`
+    /// (epoch seconds), and tells every replica with `wake` (see `wake.rs`), in one
+    /// round trip: apalis's push script and the PUBLISH go out as one pipeline, the
+    /// PUBLISH after the push, so no replica is woken before the job is there.
+    /// Durable (as Redis is) when it returns; a failed PUBLISH only leaves replicas
+    /// to their next poll.
+    pub(crate) async fn push(
+        &self,
+        kind: JobKind,
+        job: Vec<u8>,
+        run_at: u64,
+        wake: String,
+    ) -> Result<(), QueueError> {
+        let task: apalis_redis::RedisTask = TaskBuilder::new(job).run_at_timestamp(run_at).build();
+        let mut publish = redis::cmd("PUBLISH");
+        publish
+            .arg(super::wake::channel(&self.queue_name(kind)))
+            .arg(wake);
+        let mut connection = WithPublish {
+            inner: self.connection.clone(),
+            publish,
+        };
+        apalis_redis::queries::push_tasks(&mut connection, &self.keys(kind), &[task])
+            .await
+            .map(drop)
+            .map_err(failed)
     }
 
     /// The connection every queue shares.
