@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use kaizala_bridge::config::Config;
 use kaizala_bridge::jobs::SendAction;
 use kaizala_bridge::model::{ActivityKind, CrmRecordRef};
-use kaizala_bridge::queue::{now_ms, Queue};
+use kaizala_bridge::queue::{now_ms, JobKind, Queue};
 use kaizala_bridge::sim::kaizala::{KaizalaSim, Seed, SimOptions};
 use serde_json::json;
 
@@ -361,7 +361,7 @@ async fn ingest() {
 
 /// `jobs` surveys for fabrikam, whose connector allows 100 a minute: a backlog that
 /// waits for its quota for the whole run.
-async fn backlog(config: &Config, jobs: usize) {
+async fn backlog(config: &Config, jobs: usize) -> Queue {
     let backend = kaizala_bridge::backend::Backend::open(&config.queue)
         .await
         .unwrap();
@@ -388,6 +388,20 @@ async fn backlog(config: &Config, jobs: usize) {
         };
         queue.push(job).await.unwrap();
     }
+    queue
+}
+
+/// Waits until no more than a few jobs are due at once: the backlog, taken once each
+/// and put off to its turns, now waits for its quota; returns how long that took.
+async fn spread(queue: &Queue) -> Duration {
+    let started = Instant::now();
+    loop {
+        let depth = queue.depth(JobKind::SendAction).await.unwrap();
+        if depth.ready <= 5 || started.elapsed() > Duration::from_secs(600) {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn latency() {
@@ -396,15 +410,17 @@ async fn latency() {
     println!(
         "latency: {events} webhooks, one a second, from sent to the emulator receiving the survey"
     );
-    println!("| backend | another tenant's backlog | events | p50 ms | p90 ms | p99 ms | max ms |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| backend | another tenant's backlog | put off to its turns in | events | p50 ms | p90 ms | p99 ms | max ms |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for redis in backends() {
         for jobs in [0, 10_000] {
             let bed = Bed::new(redis).await;
-            backlog(&bed.config, jobs).await;
+            let queue = backlog(&bed.config, jobs).await;
             let (_replica, _) = bed.start(&http).await;
-            // Let the backlog's first jobs take the workers, as it would in service.
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            // The backlog arrived all at once: each job is taken once and put off to
+            // its turn; measured is the bridge with a backlog waiting for its quota.
+            let spreading = spread(&queue).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
             let mut sent = HashMap::new();
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             for _ in 0..events {
@@ -444,8 +460,9 @@ async fn latency() {
                 }
             };
             println!(
-                "| {} | {jobs} | {events} | {} | {} | {} | {} |",
+                "| {} | {jobs} | {:.1} s | {events} | {} | {} | {} | {} |",
                 name(redis),
+                spreading.as_secs_f64(),
                 at(0.5),
                 at(0.9),
                 at(0.99),

@@ -19,6 +19,7 @@ use crate::crm::CrmSink;
 use crate::idempotency::{key_marker, Holds};
 use crate::kaizala::{Clients, KaizalaClient, Reservation};
 use crate::model::action::{Action, Question, QuestionType};
+use crate::model::ConnectorRef;
 use crate::queue::{now_ms, Handler, HandlerFuture, JobError};
 use crate::rules::Rules;
 
@@ -30,12 +31,48 @@ const SEARCH_SLACK_MS: i64 = 5 * 60 * 1000;
 /// outcome, or found already sent.
 pub const ACTIONS_TOTAL: &str = "kaizala_bridge_actions_total";
 
+/// `kaizala_bridge_actions_deferred_total`: jobs given back to the queue for their
+/// turn because their connector's quota was taken further ahead than a worker waits.
+pub const DEFERRED_TOTAL: &str = "kaizala_bridge_actions_deferred_total";
+
 /// Handles `SendAction` jobs.
 pub struct SendActionHandler {
     clients: Clients,
     correlations: Correlations,
     holds: Holds,
     crm: Option<SentActivities>,
+    turns: Turns,
+}
+
+/// How long a worker waits for its connector's quota before it gives the job back
+/// to the queue for its turn: the queue's grain (a job comes back on a whole second,
+/// up to a second after its turn) plus one call's spacing, so a job back on its turn
+/// finds its permit within the wait and a connector's quota stays busy.
+fn patience(pacing: Duration) -> Duration {
+    Duration::from_secs(1) + pacing
+}
+
+/// Each connector's line of turns in this process: when the last job put off was
+/// told to come back. Jobs put off together are given turns a call's spacing apart,
+/// so they come back spread over the quota's slots instead of all at once.
+#[derive(Default)]
+struct Turns {
+    last_ms: std::sync::Mutex<HashMap<ConnectorRef, i64>>,
+}
+
+impl Turns {
+    /// The next turn of `connector`'s line: no sooner than `wait` from now, and a
+    /// `pacing` after the turn before it.
+    fn next(&self, connector: ConnectorRef, wait: Duration, pacing: Duration) -> i64 {
+        let now = now_ms();
+        let earliest = now.saturating_add(wait.as_millis().min(i64::MAX as u128) as i64);
+        let mut last = self.last_ms.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = last.get(&connector).copied().unwrap_or(i64::MIN);
+        let spaced = previous.saturating_add(pacing.as_millis().max(1) as i64);
+        let turn = earliest.max(spaced);
+        last.insert(connector, turn);
+        turn
+    }
 }
 
 /// Where "survey sent" activities are written (by CRM id), and the rules that say
@@ -63,6 +100,7 @@ impl SendActionHandler {
             correlations,
             holds,
             crm: None,
+            turns: Turns::default(),
         }
     }
 
@@ -85,7 +123,9 @@ impl SendActionHandler {
     /// Two jobs with one key (the CRM webhook and the poll saw the same record) must
     /// not post side by side: the key is held around the POST, after the rate-gate
     /// permit (waiting for a permit holds nothing), so one posts while the other
-    /// waits a moment and then finds it sent.
+    /// waits a moment and then finds it sent. A permit further off than the
+    /// [`patience`] puts the job off to its turn in its connector's line: a backlog
+    /// waiting for one connector's quota never holds the workers other tenants need.
     async fn send(&self, job: &SendAction) -> Result<(), JobError> {
         let key = &job.idempotency_key;
         let client_key = job.connector_ref();
@@ -109,7 +149,19 @@ impl SendActionHandler {
                     after: Some(Duration::from_secs(1)),
                 });
             }
-            let reservation = client.reserve().await.map_err(kaizala_failure)?;
+            let pacing = client.pacing();
+            let reservation = match client
+                .reserve_within(patience(pacing))
+                .await
+                .map_err(kaizala_failure)?
+            {
+                Ok(reservation) => reservation,
+                Err(wait) => {
+                    let until_ms = self.turns.next(client_key.clone(), wait, pacing);
+                    metrics::counter!(DEFERRED_TOTAL).increment(1);
+                    return Err(JobError::Defer { until_ms });
+                }
+            };
             // Taken right after the permit; losing the race to another attempt costs
             // that permit, which only happens when two attempts of one key meet.
             if let Some(held) = self.holds.try_take(key).await.map_err(store_failure)? {

@@ -174,6 +174,35 @@ impl KaizalaClient {
         })
     }
 
+    /// Like [`KaizalaClient::reserve`], waiting no longer than `within`: `Err(wait)`
+    /// when the permits are further off, about how long until they are, so that the
+    /// caller can come back then instead of holding its place while it waits.
+    pub async fn reserve_within(
+        &self,
+        within: Duration,
+    ) -> Result<Result<Reservation, Duration>, KaizalaError> {
+        if let Some((gate, quotas)) = &self.gate {
+            let later = gate
+                .acquire_within(quotas, within)
+                .await
+                .map_err(|e| KaizalaError::Transport(e.to_string()))?;
+            if let Some(wait) = later {
+                return Ok(Err(wait));
+            }
+        }
+        Ok(Ok(Reservation {
+            at: std::time::Instant::now(),
+        }))
+    }
+
+    /// The spacing of this client's calls: its slowest quota's interval (zero without
+    /// a gate).
+    pub fn pacing(&self) -> Duration {
+        self.gate.as_ref().map_or(Duration::ZERO, |(_, quotas)| {
+            quotas.iter().map(Quota::interval).max().unwrap_or_default()
+        })
+    }
+
     /// [`KaizalaClient::post_action_body`] on `reservation`, when it is still fresh
     /// (a permit is a slot in time: one used late would bunch this call with the
     /// next); otherwise, and for a 308 or 401 repeat, on a new permit.

@@ -94,6 +94,14 @@ pub enum JobError {
     /// Trying again cannot succeed (400, 404, validation): straight to dead letters.
     #[error("{0}")]
     Permanent(String),
+    /// Not a failure: the job waits for its turn (its connector's quota is taken
+    /// further ahead than is worth holding a worker for). It is queued again for
+    /// `until_ms` (epoch ms) with its attempt unchanged, and its worker is free.
+    #[error("put off until its turn at epoch ms {until_ms}")]
+    Defer {
+        /// When its turn comes.
+        until_ms: i64,
+    },
 }
 
 impl JobError {

@@ -85,6 +85,15 @@ impl<J: Job> Runner<J> {
                 tracing::debug!(job = %envelope.id, queue = kind, attempt = envelope.attempt, "job done");
                 "done"
             }
+            Err(JobError::Defer { until_ms }) => {
+                tracing::debug!(job = %envelope.id, queue = kind, until_ms, "job put off to its turn");
+                let next = Envelope {
+                    ready_ms: until_ms,
+                    ..envelope
+                };
+                self.queue.push_envelope(J::KIND, &next).await?;
+                "deferred"
+            }
             Err(JobError::Retry { reason, after })
                 if !settings.backoff.exhausted(envelope.attempt) =>
             {

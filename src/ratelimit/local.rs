@@ -145,18 +145,35 @@ impl LocalGate {
 
 impl RateGate for LocalGate {
     fn acquire<'a>(&'a self, quotas: &'a [Quota]) -> GateFuture<'a> {
+        Box::pin(async move { self.acquire_within(quotas, Duration::MAX).await.map(drop) })
+    }
+
+    fn acquire_within<'a>(
+        &'a self,
+        quotas: &'a [Quota],
+        within: Duration,
+    ) -> GateFuture<'a, Option<Duration>> {
         Box::pin(async move {
             let started = Instant::now();
+            let left = || within.saturating_sub(started.elapsed());
             for quota in quotas {
-                while let Some(left) = self.pause_left(&quota.key) {
-                    tokio::time::sleep(left).await;
+                while let Some(pause) = self.pause_left(&quota.key) {
+                    if pause > left() {
+                        return Ok(Some(pause.max(within)));
+                    }
+                    tokio::time::sleep(pause).await;
                 }
                 self.after_inherited(quota).await;
                 // Taking the connector's permit before waiting for the tenant's can only
-                // leave capacity unused, never exceed a quota.
-                self.limiter(quota.interval())
-                    .until_key_ready(&quota.key)
-                    .await;
+                // leave capacity unused, never exceed a quota. Dropping the wait
+                // takes nothing.
+                let limiter = self.limiter(quota.interval());
+                let ready = limiter.until_key_ready(&quota.key);
+                if within == Duration::MAX {
+                    ready.await;
+                } else if tokio::time::timeout(left(), ready).await.is_err() {
+                    return Ok(Some(within));
+                }
             }
             for quota in quotas {
                 self.remember(quota).await;
@@ -165,7 +182,7 @@ impl RateGate for LocalGate {
                 metrics::histogram!(WAIT_SECONDS, "key" => first.key.clone())
                     .record(started.elapsed().as_secs_f64());
             }
-            Ok(())
+            Ok(None)
         })
     }
 

@@ -73,13 +73,27 @@ impl Quota {
 pub struct GateError(pub String);
 
 /// Boxed future of a gate operation.
-pub type GateFuture<'a> = Pin<Box<dyn Future<Output = Result<(), GateError>> + Send + 'a>>;
+pub type GateFuture<'a, T = ()> = Pin<Box<dyn Future<Output = Result<T, GateError>> + Send + 'a>>;
 
 /// Permits for Kaizala calls.
 pub trait RateGate: Send + Sync {
     /// Waits until one call fits under every quota in `quotas` (a connector's and its
     /// tenant's), then takes a permit from each.
     fn acquire<'a>(&'a self, quotas: &'a [Quota]) -> GateFuture<'a>;
+    /// Like [`RateGate::acquire`], waiting no longer than `within`: `None` once the
+    /// permits are taken, or `Some(wait)` when they are further off, about how long
+    /// until they are (at least `within`). A caller that is told to wait gives its
+    /// place back instead of sleeping in it. A permit taken from the first quota
+    /// before the second turned out too far is left unused (capacity lost, never a
+    /// quota exceeded). A gate that cannot tell waits as long as it takes.
+    fn acquire_within<'a>(
+        &'a self,
+        quotas: &'a [Quota],
+        within: Duration,
+    ) -> GateFuture<'a, Option<Duration>> {
+        let _ = within;
+        Box::pin(async move { self.acquire(quotas).await.map(|()| None) })
+    }
     /// Holds every caller of `key` back for `duration` (Kaizala answered 429).
     fn pause<'a>(&'a self, key: &'a str, duration: Duration) -> GateFuture<'a>;
 }

@@ -131,8 +131,21 @@ impl RedisGate {
 
 impl RateGate for RedisGate {
     fn acquire<'a>(&'a self, quotas: &'a [Quota]) -> GateFuture<'a> {
+        Box::pin(async move { self.acquire_within(quotas, Duration::MAX).await.map(drop) })
+    }
+
+    fn acquire_within<'a>(
+        &'a self,
+        quotas: &'a [Quota],
+        within: Duration,
+    ) -> GateFuture<'a, Option<Duration>> {
         Box::pin(async move {
             let started = Instant::now();
+            // As the script reckons it: a slot further off than this is not reserved.
+            let horizon = quotas
+                .last()
+                .map_or(Duration::ZERO, Quota::interval)
+                .max(Duration::from_millis(250));
             loop {
                 let mut invocation = self.script.prepare_invoke();
                 for quota in quotas {
@@ -146,8 +159,17 @@ impl RateGate for RedisGate {
                     .invoke_async(&mut connection)
                     .await
                     .map_err(|e| GateError(e.to_string()))?;
-                if wait > 0 {
-                    tokio::time::sleep(Duration::from_micros(wait)).await;
+                let wait = Duration::from_micros(wait);
+                if reserved == 0 {
+                    // Paused, or the next free slot is past the horizon: it is about
+                    // `wait` plus the horizon away.
+                    let until_free = wait.saturating_add(horizon);
+                    if until_free > within.saturating_sub(started.elapsed()) {
+                        return Ok(Some(until_free.max(within)));
+                    }
+                }
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
                 }
                 if reserved == 1 {
                     break;
@@ -157,7 +179,7 @@ impl RateGate for RedisGate {
                 metrics::histogram!(WAIT_SECONDS, "key" => first.key.clone())
                     .record(started.elapsed().as_secs_f64());
             }
-            Ok(())
+            Ok(None)
         })
     }
 

@@ -527,3 +527,73 @@ async fn sqlite_pushes_wake_idle_workers_long_before_their_poll() {
 async fn redis_pushes_wake_idle_workers_of_every_replica_long_before_their_poll() {
     pushes_wake_idle_workers(Kind::Redis).await;
 }
+
+/// A connector's backlog waiting for its quota gives the workers back: another
+/// connector's survey, queued behind twenty that can go out only one a second, goes
+/// out while most of the backlog still waits, and every survey goes out once.
+async fn backlog_leaves_the_workers_free(kind: Kind) {
+    let sim = Sim::start_with(SEED, kaizala_bridge::sim::kaizala::SimOptions::fast()).await;
+    // Attempts long enough to wait out the whole backlog: a timeout must not be what
+    // frees a worker.
+    let mut settings = settings();
+    settings.attempt_timeout = Duration::from_secs(60);
+    let bed = bed(kind, settings).await;
+    let period = Duration::from_secs(2);
+    let timeout = Duration::from_secs(3);
+    let clients: Clients = HashMap::from([
+        (
+            ConnectorRef::new("contoso", "app-1"),
+            client(&sim, &bed, 1, timeout, Some((2, 1000, period))),
+        ),
+        (
+            ConnectorRef::new("contoso", "app-2"),
+            client(&sim, &bed, 2, timeout, Some((1000, 1000, period))),
+        ),
+    ]);
+    let handler = Arc::new(SendActionHandler::new(
+        clients,
+        Correlations::new(bed.store.clone()),
+    ));
+    for n in 0..20 {
+        bed.queue.push(survey_job(n, 1, "g-sales")).await.unwrap();
+    }
+    let _workers = work(&bed, handler);
+    // Eight workers, twenty jobs: without deferral the backlog holds every worker.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    bed.queue.push(survey_job(100, 2, "g-ops")).await.unwrap();
+    let other = key_marker("qualify/d365/opportunities/100/created");
+    until(
+        Duration::from_secs(15),
+        "the other connector's survey",
+        || posted_keys(&sim).contains_key(&other),
+    )
+    .await;
+    let ahead = posted_keys(&sim).len() - 1;
+    assert!(
+        ahead <= 8,
+        "the other connector's survey waited for {ahead} of the backlog's 20"
+    );
+    settled(&bed, Duration::from_secs(90), || {
+        posted_keys(&sim).len() == 21
+    })
+    .await;
+    let keys = posted_keys(&sim);
+    assert!(
+        keys.values().all(|n| *n == 1),
+        "every survey exactly once: {keys:?}"
+    );
+    assert!(
+        bed.queue.dead_letters().list().await.unwrap().is_empty(),
+        "a survey put off to its turn is not a failure"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_backlog_waiting_for_its_quota_leaves_the_workers_free() {
+    backlog_leaves_the_workers_free(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_backlog_waiting_for_its_quota_leaves_the_workers_free() {
+    backlog_leaves_the_workers_free(Kind::Redis).await;
+}
