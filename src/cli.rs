@@ -66,6 +66,16 @@ pub enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Print a completion script for `shell` to stdout, e.g.
+    /// `kaizala-bridge completions bash > /etc/bash_completion.d/kaizala-bridge`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout, e.g.
+    /// `kaizala-bridge man > /usr/local/share/man/man1/kaizala-bridge.1`.
+    Man,
     /// Run an emulator of an external service standalone, to try the bridge by hand.
     #[cfg(feature = "sim")]
     Sim {
@@ -78,8 +88,13 @@ pub enum Command {
 /// `dlq` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DlqAction {
-    /// Print every dead letter: id, job type, attempts, when, and the last error.
-    List,
+    /// Print every dead letter as a table: id, queue, attempts, when it died, the
+    /// rule, record and group of its job, and the last error.
+    List {
+        /// Every dead letter as JSON (an array, the job included), for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Put dead letters back in their queue as fresh jobs.
     Replay {
         /// The dead letter's id (from `dlq list`).
@@ -89,8 +104,13 @@ pub enum DlqAction {
         #[arg(long)]
         all: bool,
     },
-    /// Forget every dead letter.
-    Purge,
+    /// Forget every dead letter, for good: asks first, unless `--yes`.
+    Purge {
+        /// Do not ask (for scripts); without it and without a terminal, nothing is
+        /// purged.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// `auth` subcommands.

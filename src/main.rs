@@ -21,6 +21,11 @@ fn main() -> ExitCode {
 fn dispatch() -> ExitCode {
     let cli = Cli::parse();
     // These need no bridge configuration, so a broken one does not stop them.
+    match &cli.command {
+        Command::Completions { shell } => return commands::manual::completions(*shell),
+        Command::Man => return commands::manual::man(),
+        _ => {}
+    }
     #[cfg(feature = "sim")]
     match &cli.command {
         Command::Sim {
@@ -49,12 +54,15 @@ fn dispatch() -> ExitCode {
             commands::check_config::execute(cli.config.as_deref(), &loaded.config)
         }
         // The rules compiled while checking are the ones it runs.
-        Command::Run => commands::run::execute(loaded),
+        Command::Run => commands::run::execute(loaded, cli.config.as_deref()),
         Command::Webhooks { action } => commands::webhooks::execute(&loaded.config, &action),
         Command::Auth { action } => commands::auth::execute(&loaded.config, &action),
         Command::Dlq { action } => commands::dlq::execute(&loaded.config, &action),
         #[cfg(feature = "sim")]
         Command::Sim { .. } | Command::Demo { .. } => {
+            unreachable!("dispatched before the configuration is loaded")
+        }
+        Command::Completions { .. } | Command::Man => {
             unreachable!("dispatched before the configuration is loaded")
         }
     }

@@ -8,6 +8,7 @@ pub mod check_config;
 #[cfg(feature = "sim")]
 pub mod demo;
 pub mod dlq;
+pub mod manual;
 pub mod run;
 #[cfg(feature = "sim")]
 pub mod sim;

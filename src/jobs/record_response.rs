@@ -235,6 +235,13 @@ impl RecordResponseHandler {
             crate::crm::Written::AlreadyThere(_) => "already_there",
         };
         metrics::counter!(RESPONSES_TOTAL, "outcome" => outcome).increment(1);
+        let record = &correlation.record;
+        tracing::info!(
+            tenant = %job.tenant, action_id = %response.action_id,
+            response_id = %response.response_id, crm = %record.crm,
+            record = %format!("{}({})", record.entity_set, record.id), outcome,
+            "answer recorded as a {:?} on its record", activity.kind
+        );
         Ok(())
     }
 }

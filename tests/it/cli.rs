@@ -241,6 +241,13 @@ fn run_exits_0_on_sigint_too() {
     let data = tempfile::tempdir().unwrap();
     let (mut child, lines) = start_example(data.path(), "127.0.0.1:0");
     let mut seen = Vec::new();
+    // Start-up says what it runs with before anything else.
+    let starting = format!("kaizala-bridge {} starting", env!("CARGO_PKG_VERSION"));
+    wait_for_line(&lines, &starting, &mut seen);
+    let line = seen.last().unwrap();
+    for field in ["backend=sqlite ", "tenants=", "crm=", "rules=", "listen="] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
     wait_for_line(&lines, "listening on http://", &mut seen);
     assert_stops_cleanly_on(&mut child, "INT", &lines, &mut seen);
 }
@@ -560,7 +567,8 @@ async fn dlq_lists_replays_and_purges_dead_letters() {
                 last_error: "Kaizala forbids it: group not granted".into(),
                 enqueued_ms: 1,
                 dead_ms: 2,
-                job: serde_json::json!({ "rule": "r" }),
+                job: serde_json::json!({ "rule": "r", "group": "g-sales",
+                    "record": { "crm": "d365", "entity_set": "opportunities", "id": "o-1" } }),
             })
             .await
             .unwrap();
@@ -576,11 +584,35 @@ async fn dlq_lists_replays_and_purges_dead_letters() {
     };
     let (code, stdout, stderr) = run(&["dlq", "list"]).await.unwrap();
     assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
     assert!(
-        stdout.contains("job-a  send-action  attempts 3"),
+        lines[0].starts_with("ID") && lines[0].ends_with("LAST ERROR"),
+        "a header: {stdout}"
+    );
+    let row: Vec<&str> = lines[1]
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        (row[0], row[1], row[2].trim()),
+        ("job-a", "send-action", "3"),
         "{stdout}"
     );
-    assert!(stdout.contains("group not granted"), "{stdout}");
+    assert!(row[3].starts_with("1970-01-01T00:00:00Z ("), "{stdout}");
+    for cell in [
+        "r",
+        "d365/opportunities/o-1",
+        "g-sales",
+        "Kaizala forbids it: group not granted",
+    ] {
+        assert!(row.iter().any(|c| c.trim() == cell), "{cell:?} in {row:?}");
+    }
+    let (code, stdout, _) = run(&["dlq", "list", "--json"]).await.unwrap();
+    assert_eq!(code, 0);
+    let listed: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{stdout}");
+    assert_eq!(listed[0]["job"]["group"], "g-sales");
 
     let (code, stdout, stderr) = run(&["dlq", "replay", "job-a"]).await.unwrap();
     assert_eq!(code, 0, "{stderr}");
@@ -605,7 +637,13 @@ async fn dlq_lists_replays_and_purges_dead_letters() {
         !stdout.contains("job-a") && stdout.contains("job-b"),
         "{stdout}"
     );
-    let (code, stdout, _) = run(&["dlq", "purge"]).await.unwrap();
+    // Without a terminal to ask on, a purge needs --yes and forgets nothing.
+    let (code, _, stderr) = run(&["dlq", "purge"]).await.unwrap();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("confirm with --yes"), "{stderr}");
+    let (_, stdout, _) = run(&["dlq", "list"]).await.unwrap();
+    assert!(stdout.contains("job-b"), "nothing was purged: {stdout}");
+    let (code, stdout, _) = run(&["dlq", "purge", "--yes"]).await.unwrap();
     assert_eq!(code, 0);
     assert_eq!(stdout.trim(), "purged 1 dead letter(s)");
     let (_, stdout, _) = run(&["dlq", "list"]).await.unwrap();
@@ -641,4 +679,29 @@ fn demo_runs_the_whole_loop_and_ends_with_its_summary() {
         "{}",
         rows[0]
     );
+}
+
+#[test]
+fn completions_and_the_manual_page_describe_every_command() {
+    let (code, script, stderr) = output(&mut bridge(&["completions", "bash"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        script.contains("complete -F _kaizala__bridge"),
+        "a bash completion function: {script}"
+    );
+    for command in ["run", "check-config", "dlq", "webhooks", "completions"] {
+        assert!(script.contains(command), "{command} completes");
+    }
+    let (code, page, stderr) = output(&mut bridge(&["man"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH kaizala-bridge"),
+        "roff: {page}"
+    );
+    assert!(
+        page.contains("check\\-config") || page.contains("check-config"),
+        "{page}"
+    );
+    let (code, _, stderr) = output(&mut bridge(&["completions", "tcsh"]));
+    assert_eq!(code, 2, "an unknown shell is a usage error: {stderr}");
 }
