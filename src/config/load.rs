@@ -97,12 +97,15 @@ pub fn deserialize_all(mut tree: Value, problems: &mut Problems) -> Option<Confi
                 let origin = value_at(&tree, &path)
                     .and_then(Value::origin)
                     .map(str::to_string);
+                let guess = did_you_mean(key, &message)
+                    .map(|known| format!("; did you mean `{known}`?"))
+                    .unwrap_or_default();
                 match origin {
-                    Some(origin) => format!("unknown key (in {origin})"),
-                    None => "unknown key".to_string(),
+                    Some(origin) => format!("unknown key (in {origin}){guess}"),
+                    None => format!("unknown key{guess}"),
                 }
             }
-            None => without_key_suffix(message),
+            None => hinted(&path, without_key_suffix(message)),
         };
         let shown = display_path(&path);
         // The same path failing twice means the repair did not fit (an item that must
@@ -134,6 +137,30 @@ pub fn toml_syntax_error(error: &toml::de::Error, text: &str) -> String {
         }
         None => format!("not valid TOML: {}", error.message()),
     }
+}
+
+/// The known key of serde's "unknown field `x`, expected one of `a`, `b`" message
+/// that `key` is most likely a typo of: at most a third of its letters apart.
+fn did_you_mean<'a>(key: &str, message: &'a str) -> Option<&'a str> {
+    let (_, expected) = message.split_once("expected ")?;
+    let expected = expected.strip_prefix("one of ").unwrap_or(expected);
+    let limit = (key.chars().count() / 3).max(1);
+    expected
+        .split(", ")
+        .map(|known| known.trim_matches('`'))
+        .map(|known| (strsim::damerau_levenshtein(key, known), known))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, known)| known)
+}
+
+/// A type error's message, with what to write where serde's own says too little.
+fn hinted(path: &[Segment], message: String) -> String {
+    let listener = matches!(path.last(), Some(Segment::Map { key }) if key == "listen" || key == "admin_listen");
+    if listener && message.contains("invalid socket address") {
+        return "must be an IP address and a port, e.g. 127.0.0.1:8080, 0.0.0.0:8080 or [::]:8080 (a host name such as localhost is not looked up)".into();
+    }
+    message
 }
 
 /// The key named by serde's "unknown field `x`, expected ..." message.

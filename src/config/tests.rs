@@ -231,7 +231,10 @@ fn values_of_the_wrong_shape_are_named_once_each() {
     )
     .replace("groups = [\"g-1\", \"g-2\"]", "groups = [\"g-1\", { id = 2 }]");
     let found = problems(&toml);
-    assert_has(&found, "server.listen: invalid socket address");
+    assert_has(
+        &found,
+        "server.listen: must be an IP address and a port, e.g. 127.0.0.1:8080",
+    );
     assert_has(&found, "server.request_timeout: invalid duration \"soon\"");
     assert_has(&found, "server.public_url: ");
     assert_has(
@@ -501,4 +504,60 @@ fn ids_have_the_configured_shape() {
     assert!(!crate::config::is_id(
         &"a".repeat(crate::config::MAX_ID + 1)
     ));
+}
+
+#[test]
+fn a_host_name_in_listen_is_named_as_such() {
+    let found = problems(&format!("[server]\nlisten = \"localhost:18080\"\n{VALID}"));
+    assert_has(&found, "server.listen: must be an IP address and a port");
+    assert!(
+        found[0].contains("a host name such as localhost is not looked up"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn a_misspelt_key_is_given_the_key_it_was_likely_meant_to_be() {
+    let found = problems(&format!("[server]\nlistne = \"127.0.0.1:1\"\n{VALID}"));
+    assert_has(&found, "server.listne: unknown key");
+    assert!(found[0].ends_with("did you mean `listen`?"), "{found:?}");
+    let far = problems(&format!("[server]\nzzzz = 1\n{VALID}"));
+    assert!(
+        !far[0].contains("did you mean"),
+        "no guess for nothing alike: {far:?}"
+    );
+}
+
+#[test]
+fn quotas_above_kaizala_s_documented_limits_are_refused_against_kaizala_only() {
+    let toml = VALID.replacen(
+        "id = \"bot\"",
+        "id = \"bot\"\nrate_limit_per_minute = 600",
+        1,
+    );
+    assert!(toml != VALID, "the fixture has the connector");
+    let found = problems(&toml);
+    assert_has(
+        &found,
+        "tenants[0].connectors[0].rate_limit_per_minute: Kaizala allows at most 100 calls a minute per connector",
+    );
+    let tenant = VALID.replacen(
+        "id = \"contoso\"",
+        "id = \"contoso\"\nrate_limit_per_minute = 301",
+        1,
+    );
+    assert_has(
+        &problems(&tenant),
+        "tenants[0].rate_limit_per_minute: Kaizala allows at most 300 calls a minute per tenant",
+    );
+    // An emulator (or a proxy) elsewhere may allow what it likes.
+    let emulated = toml.replacen(
+        "[[tenants.connectors]]",
+        "[[tenants.connectors]]\napi_root = \"http://127.0.0.1:9\"",
+        1,
+    );
+    assert!(
+        load(&emulated).result.is_ok(),
+        "an emulator's quota is its own"
+    );
 }

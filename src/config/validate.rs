@@ -203,6 +203,19 @@ fn outlasts_a_hold(config: &Config, problems: &mut Problems) {
     }
 }
 
+/// Kaizala's documented quotas (API.md: "100 calls per min per connector, 300 calls
+/// per min per tenant"): the most a configuration may claim against Kaizala itself.
+const KAIZALA_CONNECTOR_LIMIT: u32 = 100;
+const KAIZALA_TENANT_LIMIT: u32 = 300;
+
+/// Whether `api_root` is Kaizala's own service (`*.kaiza.la`), whose quotas are
+/// documented; an emulator or a proxy elsewhere may allow more.
+fn is_kaizala(api_root: &Url) -> bool {
+    api_root
+        .host_str()
+        .is_some_and(|host| host == "kaiza.la" || host.ends_with(".kaiza.la"))
+}
+
 fn tenant(path: &str, tenant: &mut TenantConfig, cx: &Context, problems: &mut Problems) {
     id(&format!("{path}.id"), &tenant.id, problems);
     at_least_one(
@@ -210,6 +223,13 @@ fn tenant(path: &str, tenant: &mut TenantConfig, cx: &Context, problems: &mut Pr
         tenant.rate_limit_per_minute,
         problems,
     );
+    let on_kaizala = tenant.connectors.iter().any(|c| is_kaizala(&c.api_root));
+    if on_kaizala && tenant.rate_limit_per_minute > KAIZALA_TENANT_LIMIT {
+        problems.push(
+            format!("{path}.rate_limit_per_minute"),
+            format!("Kaizala allows at most {KAIZALA_TENANT_LIMIT} calls a minute per tenant, across its connectors; more would be answered 429"),
+        );
+    }
     if let Some(token) = &mut tenant.callback_token {
         secret(&format!("{path}.callback_token"), token, cx, problems);
     }
@@ -246,6 +266,12 @@ fn tenant(path: &str, tenant: &mut TenantConfig, cx: &Context, problems: &mut Pr
         http_url(&format!("{path}.api_root"), &connector.api_root, problems);
         let rate = connector.rate_limit_per_minute;
         at_least_one(&format!("{path}.rate_limit_per_minute"), rate, problems);
+        if is_kaizala(&connector.api_root) && rate > KAIZALA_CONNECTOR_LIMIT {
+            problems.push(
+                format!("{path}.rate_limit_per_minute"),
+                format!("Kaizala allows at most {KAIZALA_CONNECTOR_LIMIT} calls a minute per connector; more would be answered 429"),
+            );
+        }
         let groups = connector.groups.iter().map(String::as_str);
         unique(&format!("{path}.groups"), None, groups, problems);
     }
