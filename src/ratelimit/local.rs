@@ -13,6 +13,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, RateLimiter};
 
 use super::{GateError, GateFuture, Quota, RateGate, WAIT_SECONDS};
@@ -37,6 +38,8 @@ const REMEMBER_EVERY: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct LocalGate {
     limiters: Mutex<HashMap<Duration, Arc<DefaultKeyedRateLimiter<String>>>>,
+    /// The clock every limiter reads, and the waits are measured on.
+    clock: DefaultClock,
     paused: Mutex<HashMap<String, Instant>>,
     memory: Option<Memory>,
 }
@@ -130,7 +133,7 @@ impl LocalGate {
                 let quota = governor::Quota::with_period(interval)
                     .expect("a non-zero interval")
                     .allow_burst(NonZeroU32::MIN);
-                Arc::new(RateLimiter::keyed(quota))
+                Arc::new(RateLimiter::dashmap_with_clock(quota, self.clock.clone()))
             })
             .clone()
     }
@@ -165,14 +168,16 @@ impl RateGate for LocalGate {
                 }
                 self.after_inherited(quota).await;
                 // Taking the connector's permit before waiting for the tenant's can only
-                // leave capacity unused, never exceed a quota. Dropping the wait
-                // takes nothing.
+                // leave capacity unused, never exceed a quota. The limiter says how
+                // long until the key's next permit without taking one, so a caller
+                // told to come back later is told at once.
                 let limiter = self.limiter(quota.interval());
-                let ready = limiter.until_key_ready(&quota.key);
-                if within == Duration::MAX {
-                    ready.await;
-                } else if tokio::time::timeout(left(), ready).await.is_err() {
-                    return Ok(Some(within));
+                while let Err(not_until) = limiter.check_key(&quota.key) {
+                    let wait = not_until.wait_time_from(self.clock.now());
+                    if wait > left() {
+                        return Ok(Some(wait.max(within)));
+                    }
+                    tokio::time::sleep(wait).await;
                 }
             }
             for quota in quotas {

@@ -13,7 +13,8 @@ use super::{GateError, GateFuture, Quota, RateGate, WAIT_SECONDS};
 
 /// KEYS: for each quota its calendar (a sorted set of reserved call times, µs on
 /// Redis's clock) then its pause key. ARGV: each quota's interval in µs (a millisecond
-/// is too coarse for short test periods).
+/// is too coarse for short test periods), then the longest the caller will wait in µs
+/// (0: as long as it takes), which shortens the horizon to it.
 ///
 /// Returns `{0, wait}` while a key is paused (a 429): nothing is reserved, ask again
 /// after `wait` µs. Otherwise it finds, in every calendar at once, the earliest time
@@ -33,7 +34,8 @@ use super::{GateError, GateFuture, Quota, RateGate, WAIT_SECONDS};
 const SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local n = #ARGV
+local n = #KEYS / 2
+local limit = tonumber(ARGV[n + 1] or '0')
 local pause = 0
 for i = 1, n do
   local left = redis.call('PTTL', KEYS[2 * i]) * 1000
@@ -46,6 +48,7 @@ local grid = tonumber(ARGV[n])
 -- for its slot; a late call and an on-time one a window later could meet in
 -- Kaizala's window.
 local horizon = math.max(grid, 250000)
+if limit > 0 and limit < horizon then horizon = limit end
 local function snap(at)
   return math.ceil(at / grid) * grid
 end
@@ -141,12 +144,15 @@ impl RateGate for RedisGate {
     ) -> GateFuture<'a, Option<Duration>> {
         Box::pin(async move {
             let started = Instant::now();
-            // As the script reckons it: a slot further off than this is not reserved.
-            let horizon = quotas
-                .last()
-                .map_or(Duration::ZERO, Quota::interval)
-                .max(Duration::from_millis(250));
             loop {
+                let left = within.saturating_sub(started.elapsed());
+                // As the script reckons it: a slot further off than this is not
+                // reserved (and none further than the caller will wait).
+                let horizon = quotas
+                    .last()
+                    .map_or(Duration::ZERO, Quota::interval)
+                    .max(Duration::from_millis(250))
+                    .min(left);
                 let mut invocation = self.script.prepare_invoke();
                 for quota in quotas {
                     invocation
@@ -154,6 +160,12 @@ impl RateGate for RedisGate {
                         .key(self.pause_key(&quota.key));
                     invocation.arg(quota.interval().as_micros().max(1) as u64);
                 }
+                let limit = if within == Duration::MAX {
+                    0
+                } else {
+                    left.as_micros().clamp(1, u64::MAX as u128) as u64
+                };
+                invocation.arg(limit);
                 let mut connection = self.connection.clone();
                 let (reserved, wait): (u8, u64) = invocation
                     .invoke_async(&mut connection)
@@ -164,7 +176,7 @@ impl RateGate for RedisGate {
                     // Paused, or the next free slot is past the horizon: it is about
                     // `wait` plus the horizon away.
                     let until_free = wait.saturating_add(horizon);
-                    if until_free > within.saturating_sub(started.elapsed()) {
+                    if until_free > left {
                         return Ok(Some(until_free.max(within)));
                     }
                 }

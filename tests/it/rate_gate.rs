@@ -247,3 +247,47 @@ async fn callers_that_die_waiting_leave_no_slots_reserved_ahead() {
         "{reserved} slots reserved after 8 callers died waiting"
     );
 }
+
+/// A caller that will wait only so long is told at once when its permit is further
+/// off, and takes nothing: the next caller still gets the next permit on time.
+async fn a_far_permit_is_refused_at_once(gate: &dyn RateGate) {
+    // One call per 2 s (30 a minute): after one, the next is about 2 s off.
+    let quota = Quota::tenant("patient", 30, Duration::from_secs(60));
+    let quotas = std::slice::from_ref(&quota);
+    gate.acquire(quotas).await.unwrap();
+    let within = Duration::from_secs(1);
+    let asked = Instant::now();
+    let later = gate
+        .acquire_within(quotas, within)
+        .await
+        .unwrap()
+        .expect("the next permit is 2 s off");
+    assert!(
+        asked.elapsed() < Duration::from_millis(900),
+        "told after {:?}: it waited out its patience",
+        asked.elapsed()
+    );
+    assert!(
+        later >= within && later <= Duration::from_millis(2200),
+        "{later:?}"
+    );
+    // Nothing was taken: the permit after next is still about 2 s away, not 4.
+    let again = gate
+        .acquire_within(quotas, within)
+        .await
+        .unwrap()
+        .expect("still off");
+    assert!(again <= Duration::from_millis(2200), "{again:?}");
+}
+
+#[tokio::test]
+async fn the_local_gate_refuses_a_far_permit_at_once() {
+    a_far_permit_is_refused_at_once(&LocalGate::new()).await;
+}
+
+#[tokio::test]
+async fn the_shared_gate_refuses_a_far_permit_at_once() {
+    let redis = RedisServer::start();
+    let gate = RedisGate::connect(&redis.url(), "patient").await.unwrap();
+    a_far_permit_is_refused_at_once(&gate).await;
+}
