@@ -6,6 +6,7 @@
 //! into one process-wide Prometheus recorder, rendered on `GET /metrics`.
 
 mod escape;
+pub mod help;
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -26,6 +27,13 @@ pub const UPTIME_SECONDS: &str = "kaizala_bridge_uptime_seconds";
 /// Histogram buckets for latencies, in seconds: 1 ms to 60 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Histogram buckets for waits for a quota's permit, in seconds: none (a free slot)
+/// to a minute (a 429's pause), finest where a paced call's wait falls (under a
+/// connector's 600 ms spacing).
+const WAIT_BUCKETS: &[f64] = &[
+    0.0005, 0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.6, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
 /// Logging could not be set up.
@@ -133,20 +141,16 @@ static STARTED: OnceLock<Instant> = OnceLock::new();
 pub fn metrics() -> &'static PrometheusHandle {
     METRICS.get_or_init(|| {
         STARTED.get_or_init(Instant::now);
+        // Histograms (not summaries) for every time: quantiles come from the
+        // buckets, and buckets add up across replicas where summaries cannot.
         let handle = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), LATENCY_BUCKETS)
             .expect("latency buckets are not empty")
+            .set_buckets_for_metric(Matcher::Suffix("_wait_seconds".into()), WAIT_BUCKETS)
+            .expect("wait buckets are not empty")
             .install_recorder()
             .expect("no other metrics recorder is installed in this process");
-        metrics::describe_gauge!(
-            BUILD_INFO,
-            "Always 1; the labels say which build is running."
-        );
-        metrics::describe_gauge!(
-            UPTIME_SECONDS,
-            metrics::Unit::Seconds,
-            "Time since the process started."
-        );
+        help::describe_all();
         metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
         handle
     })

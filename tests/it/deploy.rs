@@ -390,9 +390,30 @@ fn every_metric_is_named_by_the_rules_and_documented() {
     .unwrap();
     let panels = dashboard["panels"].as_array().unwrap();
     assert!(panels.len() >= 10);
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    for variable in ["datasource", "job", "instance"] {
+        assert!(
+            variables.contains(&variable),
+            "no ${variable} in {variables:?}"
+        );
+    }
     for panel in panels {
         for target in panel["targets"].as_array().unwrap() {
             let expr = target["expr"].as_str().unwrap();
+            // Every series the panel reads is narrowed to the chosen job and instance.
+            let series = expr.matches("kaizala_bridge_").count();
+            let scoped = expr
+                .matches("{job=~\"$job\",instance=~\"$instance\"")
+                .count();
+            assert_eq!(
+                series, scoped,
+                "a series not scoped to $job/$instance: {expr}"
+            );
             let used: Vec<&str> = expr
                 .split(|c: char| !(c.is_ascii_lowercase() || c == '_'))
                 .filter(|w| w.starts_with("kaizala_bridge_"))
@@ -407,4 +428,39 @@ fn every_metric_is_named_by_the_rules_and_documented() {
             }
         }
     }
+}
+
+#[test]
+fn the_optional_servicemonitor_scrapes_the_admin_port_the_pods_expose() {
+    let dir = root().join("deploy/kubernetes");
+    let read = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap();
+    let component = read("servicemonitor/kustomization.yaml");
+    assert!(component.contains("kind: Component"), "{component}");
+    for resource in ["metrics-service.yaml", "servicemonitor.yaml"] {
+        assert!(component.contains(resource), "{component}");
+    }
+    let monitor = read("servicemonitor/servicemonitor.yaml");
+    assert!(
+        monitor.contains("kind: ServiceMonitor") && monitor.contains("- port: admin"),
+        "{monitor}"
+    );
+    assert!(monitor.contains("path: /metrics"), "{monitor}");
+    let service = read("servicemonitor/metrics-service.yaml");
+    assert!(
+        service.contains("name: admin") && service.contains("targetPort: admin"),
+        "{service}"
+    );
+    assert!(
+        service.contains("app.kubernetes.io/component: metrics"),
+        "the monitor selects it by this label"
+    );
+    let deployment = read("deployment.yaml");
+    assert!(
+        deployment.contains("- name: admin") && deployment.contains("containerPort: 9090"),
+        "{deployment}"
+    );
+    assert!(
+        read("kustomization.yaml").contains("#   - servicemonitor"),
+        "named where it is switched on"
+    );
 }

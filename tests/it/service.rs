@@ -161,3 +161,37 @@ async fn concurrent_readiness_probes_do_not_disturb_each_other() {
         "probe files are removed: {leftovers:?}"
     );
 }
+
+#[tokio::test]
+async fn every_metric_served_has_help_and_a_wait_is_a_histogram() {
+    use kaizala_bridge::ratelimit::{LocalGate, Quota, RateGate};
+    let dir = ConfigDir::new(BASE);
+    let app = TestApp::spawn(&dir.load()).await;
+    let gate = LocalGate::new();
+    let quota = Quota::tenant("help-test", 100, std::time::Duration::from_secs(60));
+    gate.acquire(std::slice::from_ref(&quota)).await.unwrap();
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let families: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    assert!(families.len() >= 4, "{text}");
+    for family in &families {
+        assert!(
+            text.contains(&format!("# HELP {family} ")),
+            "{family} has no HELP:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("# TYPE kaizala_bridge_rate_gate_wait_seconds histogram"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "kaizala_bridge_rate_gate_wait_seconds_bucket{key=\"tenant:help-test\",le=\"0.0005\"}"
+        ),
+        "{text}"
+    );
+}
