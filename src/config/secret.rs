@@ -33,6 +33,11 @@ pub enum SecretError {
     /// `file:PATH` is empty (or holds only a newline).
     #[error("secret file {0} is empty")]
     FileEmpty(String),
+    /// A literal that reads like a shell variable no shell expanded (`"$NAME"` or
+    /// `"${NAME}"`): taken as written it would be the secret, and every call would
+    /// be refused.
+    #[error("{0:?} reads like an environment variable that was never expanded: write \"env:{1}\" to read it from the environment (or give a secret that really is this text with file:)")]
+    Unexpanded(String, String),
 }
 
 /// A configured secret: an API secret, a token, a password-bearing URL.
@@ -90,12 +95,30 @@ impl Secret {
                 return Err(SecretError::FileEmpty(path.display().to_string()));
             }
             value
+        } else if let Some(name) = unexpanded_variable(text) {
+            return Err(SecretError::Unexpanded(text.to_string(), name.to_string()));
         } else {
             return Ok(());
         };
         self.0 = SecretString::from(value);
         Ok(())
     }
+}
+
+/// The variable name of `$NAME` or `${NAME}` (upper case, digits and `_`, as
+/// environment variables are written): what a literal secret would be if a shell or
+/// a template had been meant to fill it in.
+fn unexpanded_variable(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix('$')?;
+    let name = match rest.strip_prefix('{') {
+        Some(braced) => braced.strip_suffix('}')?,
+        None => rest,
+    };
+    let shaped = name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    shaped.then_some(name)
 }
 
 /// Whether `given` (from a request) is the secret `expected`, in time that depends on
@@ -146,6 +169,27 @@ mod tests {
         let mut s = Secret::new("s3cret");
         s.resolve(&env(&[]), Path::new(".")).unwrap();
         assert_eq!(s.expose(), "s3cret");
+    }
+
+    #[test]
+    fn a_shell_variable_left_unexpanded_is_refused_with_what_to_write() {
+        for (literal, name) in [
+            ("$D365_CLIENT_SECRET", "D365_CLIENT_SECRET"),
+            ("${KZ_TOKEN}", "KZ_TOKEN"),
+        ] {
+            let mut secret = Secret::new(literal);
+            let error = secret.resolve(&env(&[]), Path::new(".")).unwrap_err();
+            assert_eq!(error, SecretError::Unexpanded(literal.into(), name.into()));
+            assert!(
+                error.to_string().contains(&format!("write \"env:{name}\"")),
+                "{error}"
+            );
+        }
+        for kept in ["$ecr3t-value", "pa$$word", "$lower_case", "$"] {
+            let mut secret = Secret::new(kept);
+            assert!(secret.resolve(&env(&[]), Path::new(".")).is_ok(), "{kept}");
+            assert_eq!(secret.expose(), kept);
+        }
     }
 
     #[test]

@@ -36,6 +36,16 @@ pub const WRITE_BACK_NAMES: &[&str] = &[
     "is_update",
 ];
 
+/// The attributes of the names write-back templates see that are objects, as
+/// [`Rules::activity`] and [`Rules::sent_activity`] build them (a test keeps the two
+/// in step): a template reading another attribute gets nothing at run time, so
+/// `check-config` names it.
+pub const ATTRIBUTES: &[(&str, &[&str])] = &[
+    ("responder", &["name", "phone"]),
+    ("action", &["title", "group", "id"]),
+    ("record", &["crm", "entity_set", "id"]),
+];
+
 /// Names the "survey sent" templates can use.
 pub const SENT_NAMES: &[&str] = &["action", "record", "time"];
 
@@ -264,7 +274,33 @@ impl RuleCompiler<'_> {
             "an answer's"
         };
         unknown_names(self.templates, &id, names, whose, &at, &mut self.problems);
+        if let Some(id) = &id {
+            self.attributes(id, names, &at);
+        }
         id
+    }
+
+    /// Problems for attributes `id` reads that its names do not have
+    /// (`responder.nmae`).
+    fn attributes(&mut self, id: &TemplateId, names: &[&str], at: &str) {
+        for path in self.templates.paths(id) {
+            let mut parts = path.split('.');
+            let (Some(name), Some(attribute)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let known = ATTRIBUTES
+                .iter()
+                .find(|(n, _)| *n == name && names.contains(n));
+            if let Some((_, attributes)) = known {
+                if !attributes.contains(&attribute) {
+                    let message = format!(
+                        "uses {name}.{attribute}, which is always empty: {name} has {}",
+                        attributes.join(", ")
+                    );
+                    self.problems.push((at.to_string(), message));
+                }
+            }
+        }
     }
 
     fn group(&mut self, target: &crate::config::TargetConfig) -> GroupChoice {

@@ -89,6 +89,18 @@ impl Templates {
             .collect()
     }
 
+    /// The dotted paths `id` reads from its context (`responder.name`), for the names
+    /// it reads attributes of.
+    pub fn paths(&self, id: &TemplateId) -> BTreeSet<String> {
+        self.env
+            .get_template(&id.0)
+            .map(|t| t.undeclared_variables(true))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| v.contains('.'))
+            .collect()
+    }
+
     /// Renders `id` over `context` (a JSON object); the error names where the
     /// template was written.
     pub fn render(&self, id: &TemplateId, context: &Value) -> Result<String, String> {

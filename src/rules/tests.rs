@@ -249,34 +249,7 @@ fn a_matching_record_becomes_one_rendered_survey_in_its_group() {
 fn an_answer_is_written_back_through_the_rules_templates() {
     let dir = tempfile::tempdir().unwrap();
     let rules = compiled(dir.path(), fixed("g-west"));
-    let correlation = Correlation {
-        key: "k".into(),
-        rule: "r1".into(),
-        tenant: "contoso".into(),
-        connector: "bot".into(),
-        group: "g-west".into(),
-        title: "Qualify Northwind".into(),
-        record: CrmRecordRef {
-            crm: "d365".into(),
-            entity_set: "opportunities".into(),
-            id: "o-1".into(),
-        },
-        activity: ActivityKind::Note,
-        due_ms: None,
-        polled_out: false,
-    };
-    let response = ResponseEvent {
-        action_id: "a".into(),
-        group_id: "g-west".into(),
-        response_id: "resp-1".into(),
-        responder: "+1555".into(),
-        responder_name: "Asha".into(),
-        is_update: false,
-        answers: vec![AnsweredQuestion {
-            question: "Budget?".into(),
-            answer: "Yes".into(),
-        }],
-    };
+    let (correlation, response) = (correlation(), response());
     let activity = rules.activity(&correlation, &response, "2026-12-01T10:00:00Z");
     assert_eq!(activity.subject, "Asha on Qualify Northwind");
     assert_eq!(activity.description, "Budget?=Yes;");
@@ -294,4 +267,84 @@ fn an_answer_is_written_back_through_the_rules_templates() {
         .activity(&other, &response, "t")
         .description
         .contains("Budget?: Yes"));
+}
+
+fn correlation() -> Correlation {
+    Correlation {
+        key: "k".into(),
+        rule: "r1".into(),
+        tenant: "contoso".into(),
+        connector: "bot".into(),
+        group: "g-west".into(),
+        title: "Qualify Northwind".into(),
+        record: CrmRecordRef {
+            crm: "d365".into(),
+            entity_set: "opportunities".into(),
+            id: "o-1".into(),
+        },
+        activity: ActivityKind::Note,
+        due_ms: None,
+        polled_out: false,
+    }
+}
+
+fn response() -> ResponseEvent {
+    ResponseEvent {
+        action_id: "a".into(),
+        group_id: "g-west".into(),
+        response_id: "resp-1".into(),
+        responder: "+1555".into(),
+        responder_name: "Asha".into(),
+        is_update: false,
+        answers: vec![AnsweredQuestion {
+            question: "Budget?".into(),
+            answer: "Yes".into(),
+        }],
+    }
+}
+
+#[test]
+fn write_back_templates_reading_an_attribute_no_answer_has_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut typo = rule(dir.path(), SURVEY, None, fixed("g"));
+    typo.write_back.as_mut().unwrap().subject = "{{ responder.nmae }} answered".into();
+    let found = check("rules[0]", &typo, &select());
+    assert_eq!(
+        found,
+        vec![(
+            "rules[0].write_back.subject".to_string(),
+            "uses responder.nmae, which is always empty: responder has name, phone".to_string()
+        )]
+    );
+    // Every attribute the check knows is filled in at run time.
+    let mut every = rule(dir.path(), SURVEY, None, fixed("g"));
+    let all = |names: &[&str]| -> String {
+        ATTRIBUTES
+            .iter()
+            .filter(|(name, _)| names.contains(name))
+            .flat_map(|(name, attributes)| {
+                attributes
+                    .iter()
+                    .map(move |a| format!("{{{{ {name}.{a} }}}}"))
+            })
+            .collect::<Vec<_>>()
+            .join("|")
+    };
+    let write_back = every.write_back.as_mut().unwrap();
+    write_back.subject = all(WRITE_BACK_NAMES);
+    write_back.sent_subject = Some(all(SENT_NAMES));
+    let mut templates = Templates::new();
+    let compiled = compile_rule("rules[0]", &every, &select(), &mut templates).unwrap();
+    let rules = Rules {
+        templates,
+        rules: vec![compiled],
+    };
+    let answered = rules.activity(&correlation(), &response(), "t").subject;
+    let sent = rules
+        .sent_activity(&correlation(), "act-1", "t")
+        .unwrap()
+        .subject;
+    for subject in [answered, sent] {
+        assert!(subject.split('|').all(|part| !part.is_empty()), "{subject}");
+    }
 }
