@@ -432,8 +432,14 @@ async fn latency() {
                     .header("content-type", "application/json")
                     .body(webhook_body(Some(&id)))
                     .send()
-                    .await;
-                assert!(answer.is_ok_and(|a| a.status().is_success()));
+                    .await
+                    .expect("the bridge answers");
+                let status = answer.status();
+                assert!(
+                    status.is_success(),
+                    "the webhook was answered {status}: {}",
+                    answer.text().await.unwrap_or_default()
+                );
                 sent.insert(id, at);
             }
             let waited = Instant::now();
