@@ -66,6 +66,17 @@ pub struct KaizalaClient {
     key: String,
     gate: Option<(Arc<dyn RateGate>, Vec<Quota>)>,
     max_retry_after: Duration,
+    /// Callers of [`KaizalaClient::reserve_within`] waiting for a permit now.
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a caller among the waiting while it lives (dropped with its future too).
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl KaizalaClient {
@@ -104,6 +115,7 @@ impl KaizalaClient {
             tokens,
             key,
             gate: None,
+            waiting: std::sync::atomic::AtomicUsize::new(0),
             max_retry_after: options.max_retry_after,
         })
     }
@@ -177,11 +189,24 @@ impl KaizalaClient {
     /// Like [`KaizalaClient::reserve`], waiting no longer than `within`: `Err(wait)`
     /// when the permits are further off, about how long until they are, so that the
     /// caller can come back then instead of holding its place while it waits.
+    ///
+    /// Callers already waiting on this connector each hold one spacing of the wait:
+    /// one that would queue behind more than `within` of them is told at once,
+    /// without asking the gate (every caller seeing the same next permit would
+    /// otherwise wait, lose it to one of them, and wait again until its patience ran
+    /// out).
     pub async fn reserve_within(
         &self,
         within: Duration,
     ) -> Result<Result<Reservation, Duration>, KaizalaError> {
         if let Some((gate, quotas)) = &self.gate {
+            use std::sync::atomic::Ordering;
+            let ahead = self.waiting.fetch_add(1, Ordering::SeqCst);
+            let _waiting = Waiting(&self.waiting);
+            let behind = self.pacing().saturating_mul(ahead as u32 + 1);
+            if behind > within {
+                return Ok(Err(behind));
+            }
             let later = gate
                 .acquire_within(quotas, within)
                 .await

@@ -597,3 +597,45 @@ async fn sqlite_backlog_waiting_for_its_quota_leaves_the_workers_free() {
 async fn redis_backlog_waiting_for_its_quota_leaves_the_workers_free() {
     backlog_leaves_the_workers_free(Kind::Redis).await;
 }
+
+/// Eight jobs asking at once for a connector's permit, one a second, each willing to
+/// wait 1.5 s: they do not all wait out their patience for the one permit; those that
+/// would queue behind it are told at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_queued_behind_a_connector_s_next_permits_are_told_at_once() {
+    let sim = Sim::start_with(SEED, kaizala_bridge::sim::kaizala::SimOptions::fast()).await;
+    let bed = bed(Kind::Sqlite, settings()).await;
+    let period = Duration::from_secs(1);
+    let client = client(
+        &sim,
+        &bed,
+        1,
+        Duration::from_secs(3),
+        Some((1, 1000, period)),
+    );
+    let started = Instant::now();
+    let asks: Vec<_> = (0..8)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let answer = client.reserve_within(Duration::from_millis(1500)).await;
+                (answer.unwrap().is_ok(), started.elapsed())
+            })
+        })
+        .collect();
+    let mut refused_at_once = 0;
+    let mut granted = 0;
+    for ask in asks {
+        let (ok, at) = ask.await.unwrap();
+        granted += usize::from(ok);
+        refused_at_once += usize::from(!ok && at < Duration::from_millis(700));
+    }
+    assert!(
+        (1..=2).contains(&granted),
+        "{granted} permits in 1.5 s at one a second"
+    );
+    assert!(
+        refused_at_once >= 5,
+        "only {refused_at_once} of 8 were told at once"
+    );
+}
