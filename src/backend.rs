@@ -105,12 +105,6 @@ impl Backend {
     pub async fn redis(url: &str, prefix: &str) -> Result<Self, BackendError> {
         Ok(Self::Redis(RedisHandle::connect(url, prefix).await?))
     }
-
-    /// Whether other processes share it (Redis) or it is this process's own (the
-    /// SQLite file).
-    pub fn is_shared(&self) -> bool {
-        matches!(self, Self::Redis(_))
-    }
 }
 
 impl SqliteHandle {

@@ -407,16 +407,6 @@ impl ActionTemplate {
         }
     }
 
-    /// The kind of action.
-    pub fn kind(&self) -> ActionKind {
-        match self {
-            Self::Survey { .. } => ActionKind::Survey,
-            Self::Poll { .. } => ActionKind::Poll,
-            Self::Job { .. } => ActionKind::Job,
-            Self::Announcement { .. } => ActionKind::Announcement,
-        }
-    }
-
     /// Every template of the action, for checks.
     pub fn templates(&self) -> Vec<TemplateId> {
         match self {

@@ -85,9 +85,6 @@ pub trait Store: Send + Sync {
     fn is_shared(&self) -> bool;
 }
 
-/// The prefix of every key the bridge keeps in Redis (state, rate gate, queues).
-pub use crate::backend::REDIS_PREFIX;
-
 /// The store on `backend`: in the same SQLite file as the job queue (one file to
 /// back up) or the same Redis.
 pub async fn open(
