@@ -12,6 +12,7 @@ mod end_to_end;
 mod faults;
 mod hostile_input;
 mod hostile_parsers;
+mod house;
 mod ingest_faults;
 mod isolation;
 mod kaizala_client;
