@@ -106,6 +106,11 @@ struct Bed {
 
 impl Bed {
     async fn start(queue: impl Fn(&Path) -> String) -> Self {
+        Self::start_with(queue, &[]).await
+    }
+
+    /// Like [`Bed::start`], with `env` set for the bridge process.
+    async fn start_with(queue: impl Fn(&Path) -> String, env: &[(&str, &Path)]) -> Self {
         let seed = Seed::parse(SEED).unwrap();
         let sim = KaizalaSim::start(&seed, SimOptions::fast(), "127.0.0.1:0".parse().unwrap())
             .await
@@ -123,6 +128,7 @@ impl Bed {
             .args(["run", "--config"])
             .arg(dir.path().join("bridge.toml"))
             .env_clear()
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -362,6 +368,84 @@ async fn a_full_sqlite_disk_refuses_webhooks_with_503_and_heals_without_a_restar
     assert!(
         turned_away.is_empty(),
         "{} refused after the disk was freed; log:\n{}",
+        turned_away.len(),
+        bed.log()
+    );
+    acked.extend(after);
+    bed.assert_each_acked_once(&acked).await;
+}
+
+/// Builds the I/O fault shim (`support/eio_shim.c`) into `dir`; its path.
+fn build_eio_shim(dir: &Path) -> PathBuf {
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/support/eio_shim.c");
+    let shim = dir.join("eio_shim.so");
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&shim)
+        .arg(source)
+        .arg("-ldl")
+        .status()
+        .expect("a C compiler (cc) runs");
+    assert!(status.success(), "the I/O fault shim does not build");
+    shim
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_io_errors_refuse_webhooks_with_503_and_heal_without_a_restart() {
+    let _serial = SERIAL.lock().await;
+    let faults = tempfile::tempdir().unwrap();
+    let shim = build_eio_shim(faults.path());
+    let flag = faults.path().join("failing");
+    let bed = Bed::start_with(
+        |dir| {
+            format!(
+                "backend = \"sqlite\"\nsqlite_path = \"{}\"",
+                dir.join("bridge.sqlite").display()
+            )
+        },
+        &[
+            ("LD_PRELOAD", shim.as_path()),
+            ("EIO_SHIM_FLAG", flag.as_path()),
+            ("EIO_SHIM_MATCH", Path::new("bridge.sqlite")),
+        ],
+    )
+    .await;
+    let (mut acked, refused) = send_new(&bed, 20).await;
+    assert!(refused.is_empty(), "refused before the disk failed");
+
+    // From now on every write and fsync of the database, its WAL and journal fails
+    // with EIO, while the webhooks keep arriving.
+    std::fs::write(&flag, b"").unwrap();
+    let mut refused = Vec::new();
+    let mut not_ready = false;
+    let failing_since = Instant::now();
+    while failing_since.elapsed() < Duration::from_secs(20) && (refused.len() < 5 || !not_ready) {
+        let (taken, turned_away) = send_new(&bed, 5).await;
+        acked.extend(taken);
+        refused.extend(turned_away);
+        not_ready |= bed.readyz().await == 503;
+    }
+    assert!(
+        refused.len() >= 5,
+        "webhooks were still taken while every write failed; log:\n{}",
+        bed.log()
+    );
+    assert!(not_ready, "/readyz never said 503 while every write failed");
+    assert!(
+        bed.log().contains("I/O"),
+        "the log does not name the I/O error:\n{}",
+        bed.log()
+    );
+
+    std::fs::remove_file(&flag).unwrap();
+    let healed = bed.until_ready(200, Duration::from_secs(15)).await;
+    println!("disk healthy again: ready in {healed:?}");
+    resend(&bed, &refused, Duration::from_secs(15)).await;
+    acked.extend(refused);
+    let (after, turned_away) = send_new(&bed, 20).await;
+    assert!(
+        turned_away.is_empty(),
+        "{} refused after the disk healed; log:\n{}",
         turned_away.len(),
         bed.log()
     );
