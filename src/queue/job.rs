@@ -96,7 +96,9 @@ pub enum JobError {
     Permanent(String),
     /// Not a failure: the job waits for its turn (its connector's quota is taken
     /// further ahead than is worth holding a worker for). It is queued again for
-    /// `until_ms` (epoch ms) with its attempt unchanged, and its worker is free.
+    /// the start of `until_ms`'s second (epoch ms; a job back a little early waits
+    /// for its permit, one back late would miss its slot) with its attempt
+    /// unchanged, and its worker is free.
     #[error("put off until its turn at epoch ms {until_ms}")]
     Defer {
         /// When its turn comes.

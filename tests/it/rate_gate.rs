@@ -291,3 +291,52 @@ async fn the_shared_gate_refuses_a_far_permit_at_once() {
     let gate = RedisGate::connect(&redis.url(), "patient").await.unwrap();
     a_far_permit_is_refused_at_once(&gate).await;
 }
+
+/// The reserved times in `key`'s calendar on the gate under `prefix` (µs).
+async fn calendar(redis: &RedisServer, prefix: &str, key: &str) -> Vec<u64> {
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let members: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("{prefix}:calendar:{key}"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    members.iter().map(|m| m.parse().unwrap()).collect()
+}
+
+/// On Kaizala's minute quotas a call on idle keys is reserved for the moment it asks,
+/// not the tenant grid's next point (half a tenant interval later on average); the
+/// next call still waits its full interval. A short period, whose 1% slack a late
+/// call could eat, keeps the grid.
+#[tokio::test]
+async fn a_call_on_idle_keys_goes_at_once_on_the_shared_gate_s_minute_quotas() {
+    let redis = RedisServer::start();
+    let gate = RedisGate::connect(&redis.url(), "idle").await.unwrap();
+    let minute = Duration::from_secs(60);
+    let connector = Quota::connector(&ConnectorRef::new("c", "a"), 100, minute);
+    let tenant = Quota::tenant("c", 300, minute);
+    let grid = tenant.interval().as_micros() as u64;
+    let quotas = [connector.clone(), tenant.clone()];
+    gate.acquire(&quotas).await.unwrap();
+    let first = calendar(&redis, "idle", &tenant.key).await;
+    assert_eq!(first.len(), 1);
+    assert_ne!(first[0] % grid, 0, "the idle call waited for the grid");
+    gate.acquire(&quotas).await.unwrap();
+    let both = calendar(&redis, "idle", &connector.key).await;
+    assert_eq!(both.len(), 2);
+    assert!(
+        both[1] - both[0] >= connector.interval().as_micros() as u64,
+        "the second call came sooner than the connector's interval: {both:?}"
+    );
+
+    let short = Quota::tenant("s", 300, Duration::from_secs(2));
+    gate.acquire(std::slice::from_ref(&short)).await.unwrap();
+    let reserved = calendar(&redis, "idle", &short.key).await;
+    assert_eq!(
+        reserved[0] % short.interval().as_micros() as u64,
+        0,
+        "a 2 s period's call left the grid"
+    );
+}
