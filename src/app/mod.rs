@@ -28,7 +28,7 @@ use crate::http::admin::Admin;
 use crate::http::{self, AppState};
 use crate::jobs::{
     Correlations, Holds, Intake, RecordResponse, RecordResponseHandler, SendAction,
-    SendActionHandler,
+    SendActionHandler, Turns,
 };
 use crate::kaizala::subscriptions::Reconciling;
 use crate::kaizala::{Clients, EventSink, Receiver};
@@ -509,8 +509,11 @@ impl Application {
         let correlations = Correlations::new(store.clone())
             .with_open_for(config.kaizala.response_poll_grace)
             .with_retention(config.kaizala.correlation_retention);
+        let turns = Arc::new(Turns::default());
         let intake = Arc::new(
-            Intake::new(queue.clone(), rules.clone()).with_correlations(correlations.clone()),
+            Intake::new(queue.clone(), rules.clone())
+                .with_correlations(correlations.clone())
+                .with_turns(turns.clone(), clients.clone()),
         );
         let receiver = Arc::new(Receiver::new(
             callback_tokens(config),
@@ -539,6 +542,7 @@ impl Application {
             presence: (store.clone(), holder.clone()),
             send: Arc::new(
                 SendActionHandler::new(clients, correlations.clone())
+                    .with_turns(turns)
                     .with_holds(Holds::new(
                         store.clone(),
                         holder.clone(),

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Correlations, RecordResponse};
+use super::{Correlations, RecordResponse, SendAction, Turns};
 use crate::crm::CrmEventSink;
 use crate::kaizala::events::Answer;
-use crate::kaizala::{EventData, EventSink, KaizalaEvent, SinkError};
+use crate::kaizala::{Clients, EventData, EventSink, KaizalaEvent, SinkError};
 use crate::model::time::rfc3339_from_ms;
 use crate::model::{AnsweredQuestion, CrmEvent, ResponseEvent};
 use crate::queue::Queue;
@@ -28,6 +28,7 @@ pub struct Intake {
     queue: Queue,
     rules: Arc<Rules>,
     correlations: Option<Correlations>,
+    turns: Option<(Arc<Turns>, Clients)>,
 }
 
 impl Intake {
@@ -37,7 +38,31 @@ impl Intake {
             queue,
             rules,
             correlations: None,
+            turns: None,
         }
+    }
+
+    /// Queues a survey straight for its turn when its connector's line in `turns`
+    /// (the send handler's) is longer than a worker waits: a burst past the quota is
+    /// then never fetched only to be put off. `clients` give each connector's pacing.
+    pub fn with_turns(mut self, turns: Arc<Turns>, clients: Clients) -> Self {
+        self.turns = Some((turns, clients));
+        self
+    }
+
+    /// Queues `job`: for its turn behind its connector's line when that is long,
+    /// due now otherwise.
+    async fn queue_send(&self, job: SendAction) -> Result<(), String> {
+        let turn = self.turns.as_ref().and_then(|(turns, clients)| {
+            let connector = job.connector_ref();
+            let pacing = clients.get(&connector)?.pacing();
+            turns.behind_the_line(&connector, pacing)
+        });
+        let pushed = match turn {
+            Some(turn_ms) => self.queue.push_for_turn(job, turn_ms).await,
+            None => self.queue.push(job).await,
+        };
+        pushed.map(drop).map_err(|e| e.to_string())
     }
 
     /// Skips queueing an action whose key is already sent or being sent (the webhook
@@ -64,7 +89,7 @@ impl Intake {
                             continue;
                         }
                     }
-                    self.queue.push(*job).await.map_err(|e| e.to_string())?;
+                    self.queue_send(*job).await?;
                     tracing::debug!(%key, "survey queued");
                 }
                 Decision::Skip {

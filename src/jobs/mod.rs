@@ -6,6 +6,7 @@
 pub mod intake;
 pub mod record_response;
 pub mod send_action;
+pub mod turns;
 
 use crate::queue::{Job, JobError, JobKind};
 
@@ -14,6 +15,7 @@ pub use crate::model::{Correlation, RecordResponse, SendAction};
 pub use intake::Intake;
 pub use record_response::RecordResponseHandler;
 pub use send_action::SendActionHandler;
+pub use turns::Turns;
 
 impl Job for SendAction {
     const KIND: JobKind = JobKind::SendAction;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::turns::{patience, Turns};
 use super::{
     crm_failure, kaizala_failure, store_failure, Correlation, Correlations, PostState, SendAction,
 };
@@ -19,7 +20,6 @@ use crate::crm::CrmSink;
 use crate::idempotency::{key_marker, Holds};
 use crate::kaizala::{Clients, KaizalaClient, Reservation};
 use crate::model::action::{Action, Question, QuestionType};
-use crate::model::ConnectorRef;
 use crate::queue::{now_ms, Handler, HandlerFuture, JobError};
 use crate::rules::Rules;
 
@@ -41,40 +41,7 @@ pub struct SendActionHandler {
     correlations: Correlations,
     holds: Holds,
     crm: Option<SentActivities>,
-    turns: Turns,
-}
-
-/// How long a worker waits for its connector's quota before it gives the job back
-/// to the queue for its turn: the queue's grain (a job comes back on a whole second,
-/// up to a second after its turn) plus two calls' spacing, so a job back on its turn
-/// finds its permit within the wait, and two or three wait ready for each
-/// connector's next slots (with one spacing, a job back late left its slot unused:
-/// 90% of the tenant quota on SQLite).
-fn patience(pacing: Duration) -> Duration {
-    Duration::from_secs(1) + pacing.saturating_mul(2)
-}
-
-/// Each connector's line of turns in this process: when the last job put off was
-/// told to come back. Jobs put off together are given turns a call's spacing apart,
-/// so they come back spread over the quota's slots instead of all at once.
-#[derive(Default)]
-struct Turns {
-    last_ms: std::sync::Mutex<HashMap<ConnectorRef, i64>>,
-}
-
-impl Turns {
-    /// The next turn of `connector`'s line: no sooner than `wait` from now, and a
-    /// `pacing` after the turn before it.
-    fn next(&self, connector: ConnectorRef, wait: Duration, pacing: Duration) -> i64 {
-        let now = now_ms();
-        let earliest = now.saturating_add(wait.as_millis().min(i64::MAX as u128) as i64);
-        let mut last = self.last_ms.lock().unwrap_or_else(|e| e.into_inner());
-        let previous = last.get(&connector).copied().unwrap_or(i64::MIN);
-        let spaced = previous.saturating_add(pacing.as_millis().max(1) as i64);
-        let turn = earliest.max(spaced);
-        last.insert(connector, turn);
-        turn
-    }
+    turns: Arc<Turns>,
 }
 
 /// Where "survey sent" activities are written (by CRM id), and the rules that say
@@ -102,7 +69,7 @@ impl SendActionHandler {
             correlations,
             holds,
             crm: None,
-            turns: Turns::default(),
+            turns: Arc::default(),
         }
     }
 
@@ -113,6 +80,13 @@ impl SendActionHandler {
         rules: Arc<Rules>,
     ) -> Self {
         self.crm = Some((sinks, rules));
+        self
+    }
+
+    /// Puts surveys off to their turns in `turns`, the lines the intake also reads
+    /// (so a survey queued behind a long line and one put off share one line).
+    pub fn with_turns(mut self, turns: Arc<Turns>) -> Self {
+        self.turns = turns;
         self
     }
 
@@ -159,7 +133,7 @@ impl SendActionHandler {
             {
                 Ok(reservation) => reservation,
                 Err(wait) => {
-                    let until_ms = self.turns.next(client_key.clone(), wait, pacing);
+                    let until_ms = self.turns.next(&client_key, wait, pacing);
                     metrics::counter!(DEFERRED_TOTAL).increment(1);
                     return Err(JobError::Defer { until_ms });
                 }

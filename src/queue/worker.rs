@@ -87,13 +87,8 @@ impl<J: Job> Runner<J> {
             }
             Err(JobError::Defer { until_ms }) => {
                 tracing::debug!(job = %envelope.id, queue = kind, until_ms, "job put off to its turn");
-                // Back at the start of its turn's second, not the next one: the
-                // backends schedule by whole seconds, and a job that came back after
-                // its turn would leave its slot of the quota unused (91.8% of the
-                // tenant quota on SQLite). Its handler waits out the rest of the
-                // second for its permit, within its patience.
                 let next = Envelope {
-                    ready_ms: until_ms - until_ms.rem_euclid(1000),
+                    ready_ms: super::turn_start(until_ms),
                     ..envelope
                 };
                 self.queue.push_envelope(J::KIND, &next).await?;

@@ -639,3 +639,62 @@ async fn callers_queued_behind_a_connector_s_next_permits_are_told_at_once() {
         "only {refused_at_once} of 8 were told at once"
     );
 }
+
+/// A new survey whose connector's line of turns already reaches past what a worker
+/// waits is queued by the intake straight for its turn (scheduled, not ready), so a
+/// burst past the quota is never fetched only to be put off; with a short line it is
+/// queued due now and meets the gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intake_queues_a_survey_behind_its_connector_s_long_line_for_its_turn() {
+    use kaizala_bridge::crm::CrmEventSink;
+    use kaizala_bridge::jobs::{Intake, Turns};
+    use kaizala_bridge::model::{ChangeKind, CrmEvent};
+
+    let sim = Sim::start_with(SEED, kaizala_bridge::sim::kaizala::SimOptions::fast()).await;
+    let files = crate::support::config::ConfigDir::new(crate::support::config::BASE);
+    let rules = Arc::new(kaizala_bridge::rules::Rules::compile(&files.load()).unwrap());
+    let bed = bed(Kind::Sqlite, settings()).await;
+    let connector = ConnectorRef::new("contoso", "bot");
+    let client = client(
+        &sim,
+        &bed,
+        1,
+        Duration::from_secs(3),
+        Some((100, 300, Duration::from_secs(60))),
+    );
+    let pacing = client.pacing();
+    let turns = Arc::new(Turns::default());
+    let intake = Intake::new(bed.queue.clone(), rules)
+        .with_turns(turns.clone(), HashMap::from([(connector.clone(), client)]));
+    let event = |id: &str| CrmEvent {
+        record: CrmRecordRef {
+            crm: "d365".into(),
+            entity_set: "opportunities".into(),
+            id: id.into(),
+        },
+        kind: ChangeKind::Created,
+        attributes: serde_json::Map::from_iter([("name".to_string(), json!("Deal"))]),
+        partial: false,
+    };
+
+    intake.accept(event("o-1")).await.unwrap();
+    let depth = bed.queue.depth(JobKind::SendAction).await.unwrap();
+    assert_eq!(
+        (depth.ready, depth.scheduled),
+        (1, 0),
+        "an empty line: due now"
+    );
+
+    // Surveys already put off reach 30 s ahead: the next one goes behind them.
+    let last = turns.next(&connector, Duration::from_secs(30), pacing);
+    intake.accept(event("o-2")).await.unwrap();
+    let depth = bed.queue.depth(JobKind::SendAction).await.unwrap();
+    assert_eq!(
+        (depth.ready, depth.scheduled),
+        (1, 1),
+        "queued for its turn behind the line"
+    );
+    // The line moved on by one call's spacing.
+    let after = turns.next(&connector, Duration::ZERO, pacing);
+    assert_eq!(after, last + 2 * pacing.as_millis() as i64);
+}
