@@ -9,8 +9,12 @@
 //!   alive ([`crate::store::Presence`], within ten seconds of its death).
 //!
 //! The hold's ttl (`kaizala.request_timeout` plus a margin) is only the last resort.
+//!
+//! On a store of this process's own (SQLite) the holds live in memory: every other
+//! process's hold there is a dead one anyway, so writing them would only cost two
+//! fsyncs per survey on the send path.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,10 +23,83 @@ use crate::store::{namespaces, Presence, Store, StoreError};
 /// How often an attempt looks again at a key another live attempt holds.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
 
+/// Where the holds are written: the shared store, or this process's memory when the
+/// store is its own.
+#[derive(Clone)]
+enum Book {
+    Shared(Arc<dyn Store>),
+    Local(Arc<Mutex<HashMap<String, String>>>),
+}
+
+impl Book {
+    fn for_store(store: Arc<dyn Store>) -> Self {
+        if store.is_shared() {
+            Self::Shared(store)
+        } else {
+            Self::Local(Arc::default())
+        }
+    }
+
+    fn local(
+        map: &Mutex<HashMap<String, String>>,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Who holds `key`.
+    async fn holder(&self, key: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            Self::Shared(store) => store.get(namespaces::POSTING, key).await,
+            Self::Local(map) => Ok(Self::local(map).get(key).cloned()),
+        }
+    }
+
+    /// Takes `key` for `holder` unless it is held; whether it was taken.
+    async fn take(&self, key: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError> {
+        match self {
+            Self::Shared(store) => {
+                store
+                    .put_if_absent(namespaces::POSTING, key, holder, Some(ttl))
+                    .await
+            }
+            Self::Local(map) => {
+                let mut map = Self::local(map);
+                if map.contains_key(key) {
+                    return Ok(false);
+                }
+                map.insert(key.to_string(), holder.to_string());
+                Ok(true)
+            }
+        }
+    }
+
+    /// Lets go of `key` if `holder` still holds it.
+    async fn release(&self, key: &str, holder: &str) -> Result<(), StoreError> {
+        match self {
+            Self::Shared(store) => store
+                .delete_if(namespaces::POSTING, key, holder)
+                .await
+                .map(drop),
+            Self::Local(map) => {
+                let mut map = Self::local(map);
+                if map.get(key).is_some_and(|h| h == holder) {
+                    map.remove(key);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn is_shared(&self) -> bool {
+        matches!(self, Self::Shared(_))
+    }
+}
+
 /// The holds of this process.
 #[derive(Clone)]
 pub struct Holds {
     store: Arc<dyn Store>,
+    book: Book,
     process: String,
     ttl: Duration,
     running: Arc<Mutex<HashSet<String>>>,
@@ -31,7 +108,7 @@ pub struct Holds {
 /// A key held by one running attempt; let go with [`Held::release`], or when
 /// dropped (an attempt cut off or panicking), in the background.
 pub struct Held {
-    store: Arc<dyn Store>,
+    book: Book,
     running: Arc<Mutex<HashSet<String>>>,
     key: String,
     holder: String,
@@ -43,6 +120,7 @@ impl Holds {
     /// [`Presence`]).
     pub fn new(store: Arc<dyn Store>, process: String, ttl: Duration) -> Self {
         Self {
+            book: Book::for_store(store.clone()),
             store,
             process,
             ttl,
@@ -56,13 +134,11 @@ impl Holds {
     pub async fn wait_free(&self, key: &str) -> Result<bool, StoreError> {
         let (since, patience) = (tokio::time::Instant::now(), self.ttl);
         loop {
-            match self.store.get(namespaces::POSTING, key).await? {
+            match self.book.holder(key).await? {
                 None => return Ok(true),
                 Some(holder) if self.is_gone(&holder).await? => {
                     tracing::info!(%key, %holder, "the attempt holding the key is gone; taking its hold away");
-                    self.store
-                        .delete_if(namespaces::POSTING, key, &holder)
-                        .await?;
+                    self.book.release(key, &holder).await?;
                     return Ok(true);
                 }
                 Some(_) if since.elapsed() >= patience => return Ok(false),
@@ -77,12 +153,9 @@ impl Holds {
         let attempt = uuid::Uuid::new_v4().simple().to_string();
         let holder = format!("{}#{attempt}", self.process);
         self.lock_running().insert(holder.clone());
-        let taken = self
-            .store
-            .put_if_absent(namespaces::POSTING, key, &holder, Some(self.ttl))
-            .await;
+        let taken = self.book.take(key, &holder, self.ttl).await;
         let held = Held {
-            store: self.store.clone(),
+            book: self.book.clone(),
             running: self.running.clone(),
             key: key.to_string(),
             holder,
@@ -110,7 +183,7 @@ impl Holds {
         if process == self.process {
             return Ok(!self.lock_running().contains(holder));
         }
-        if !self.store.is_shared() {
+        if !self.book.is_shared() {
             return Ok(true);
         }
         Ok(!Presence::new(self.store.as_ref()).is_alive(process).await?)
@@ -125,11 +198,7 @@ impl Held {
     /// Lets go of the key now.
     pub async fn release(mut self) {
         self.end();
-        if let Err(error) = self
-            .store
-            .delete_if(namespaces::POSTING, &self.key, &self.holder)
-            .await
-        {
+        if let Err(error) = self.book.release(&self.key, &self.holder).await {
             tracing::warn!(key = %self.key, %error, "cannot release a hold; it is recognised as over");
         }
     }
@@ -157,10 +226,10 @@ impl Drop for Held {
         // An attempt cut off mid-POST (timeout, panic): the hold is over at once for
         // this process (no longer running), and removed from the store for others.
         self.end();
-        let (store, key, holder) = (self.store.clone(), self.key.clone(), self.holder.clone());
+        let (book, key, holder) = (self.book.clone(), self.key.clone(), self.holder.clone());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = store.delete_if(namespaces::POSTING, &key, &holder).await;
+                let _ = book.release(&key, &holder).await;
             });
         }
     }
