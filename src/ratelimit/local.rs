@@ -17,7 +17,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, RateLimiter};
 
 use super::{GateError, GateFuture, Quota, RateGate, WAIT_SECONDS};
-use crate::store::{namespaces, Store};
+use crate::store::{namespaces, Entry, Store};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -99,29 +99,43 @@ impl LocalGate {
         }
     }
 
-    /// Writes when `quota`'s key last gave a permit, at most once a second; a failed
-    /// write only makes the next restart's pacing start from an older time.
-    async fn remember(&self, quota: &Quota) {
+    /// Writes when `quotas`' keys last gave a permit, each at most once a second, in
+    /// one write (one fsync on the call path, not one per key); a failed write only
+    /// makes the next restart's pacing start from an older time.
+    async fn remember(&self, quotas: &[Quota]) {
         let Some(memory) = &self.memory else {
             return;
         };
-        {
+        let due: Vec<&Quota> = {
             let mut written = memory.written.lock().unwrap_or_else(|e| e.into_inner());
-            let due = written
-                .get(&quota.key)
-                .is_none_or(|at| at.elapsed() >= REMEMBER_EVERY);
-            if !due {
-                return;
-            }
-            written.insert(quota.key.clone(), Instant::now());
+            quotas
+                .iter()
+                .filter(|quota| {
+                    let due = written
+                        .get(&quota.key)
+                        .is_none_or(|at| at.elapsed() >= REMEMBER_EVERY);
+                    if due {
+                        written.insert(quota.key.clone(), Instant::now());
+                    }
+                    due
+                })
+                .collect()
+        };
+        if due.is_empty() {
+            return;
         }
-        let ttl = Some(quota.period.max(REMEMBER_EVERY) * 2);
-        if let Err(error) = memory
-            .store
-            .put(namespaces::GATE, &quota.key, &now_ms().to_string(), ttl)
-            .await
-        {
-            tracing::debug!(%error, key = %quota.key, "cannot remember the rate gate's last permit");
+        let now = now_ms().to_string();
+        let entries: Vec<Entry<'_>> = due
+            .iter()
+            .map(|quota| Entry {
+                namespace: namespaces::GATE,
+                key: &quota.key,
+                value: &now,
+                ttl: Some(quota.period.max(REMEMBER_EVERY) * 2),
+            })
+            .collect();
+        if let Err(error) = memory.store.put_all(&entries).await {
+            tracing::debug!(%error, "cannot remember the rate gate's last permits");
         }
     }
 
@@ -180,9 +194,7 @@ impl RateGate for LocalGate {
                     tokio::time::sleep(wait).await;
                 }
             }
-            for quota in quotas {
-                self.remember(quota).await;
-            }
+            self.remember(quotas).await;
             if let Some(first) = quotas.first() {
                 metrics::histogram!(WAIT_SECONDS, "key" => first.key.clone())
                     .record(started.elapsed().as_secs_f64());
