@@ -18,10 +18,9 @@ use crate::config::{QueueBackend, QueueConfig};
 /// The prefix of every key the bridge keeps in Redis (state, rate gate, queues).
 pub const REDIS_PREFIX: &str = "kaizala-bridge";
 
-/// Connections in the SQLite pool: the job queue's fetches and commits and the
-/// store's reads and writes share it; SQLite takes one writer at a time anyway, so a
-/// few connections serve the readers beside it.
-const SQLITE_CONNECTIONS: u32 = 8;
+/// Connections for reads of the SQLite file (the store's lookups): in WAL mode
+/// readers never wait for the writer, so a few serve every receiver at once.
+const SQLITE_READERS: u32 = 4;
 
 /// The backend could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -37,10 +36,18 @@ pub enum Backend {
     Redis(RedisHandle),
 }
 
-/// The SQLite file and its one pool.
+/// The SQLite file and its two pools: one connection for every write, a few for reads.
+///
+/// SQLite takes one writer at a time. With writers on several connections, the one
+/// that finds the file locked sleeps in SQLite's busy handler, in steps that grow to
+/// 100 ms, and a burst of webhooks beside the workers' commits made a tail of
+/// hundreds of milliseconds. On one connection the process's writers (the queue's
+/// pushes, fetches and acknowledgements, the store's writes) queue for it in turn,
+/// each taking it the moment the one before lets go.
 #[derive(Clone)]
 pub struct SqliteHandle {
-    pool: SqlitePool,
+    writes: SqlitePool,
+    reads: SqlitePool,
     path: PathBuf,
 }
 
@@ -71,10 +78,10 @@ impl Backend {
             QueueBackend::Sqlite => {
                 // The directory now: cheap, and what a lazy pool would not do.
                 data_dir(&queue.sqlite_path)?;
-                let pool = pool_options(SQLITE_CONNECTIONS)
-                    .connect_lazy_with(connect_options(&queue.sqlite_path)?);
+                let options = connect_options(&queue.sqlite_path)?;
                 Ok(Self::Sqlite(SqliteHandle {
-                    pool,
+                    writes: pool_options(1).connect_lazy_with(options.clone()),
+                    reads: pool_options(SQLITE_READERS).connect_lazy_with(options),
                     path: queue.sqlite_path.clone(),
                 }))
             }
@@ -94,9 +101,9 @@ impl Backend {
 
     /// The SQLite file at `path` (created, with its directory, if needed).
     pub async fn sqlite(path: &Path) -> Result<Self, BackendError> {
-        let pool = durable_pool(path, SQLITE_CONNECTIONS).await?;
         Ok(Self::Sqlite(SqliteHandle {
-            pool,
+            writes: durable_pool(path, 1).await?,
+            reads: durable_pool(path, SQLITE_READERS).await?,
             path: path.to_path_buf(),
         }))
     }
@@ -108,9 +115,16 @@ impl Backend {
 }
 
 impl SqliteHandle {
-    /// The pool every read and write of the file goes through.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// The pool every write of the file goes through: one connection (see
+    /// [`SqliteHandle`]). The job queue uses it for all its work, which is mostly
+    /// writes (fetches lock their jobs).
+    pub fn writes(&self) -> &SqlitePool {
+        &self.writes
+    }
+
+    /// The pool for reads that need no write beside them (the store's lookups).
+    pub fn reads(&self) -> &SqlitePool {
+        &self.reads
     }
 
     /// Where the file is (readiness probes its directory and a write to it).
@@ -226,4 +240,56 @@ async fn in_step(connection: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::
         tracing::warn!("a database connection was left inside a transaction (after a failed write); closing it");
     }
     Ok(sound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every write goes through one connection, so the process's writers queue for
+    /// it in turn instead of sleeping in SQLite's busy handler; reads have their own,
+    /// and a write is visible to the next read at once.
+    #[tokio::test]
+    async fn a_sqlite_file_has_one_writer_connection_and_readers_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let Backend::Sqlite(sqlite) = Backend::sqlite(&dir.path().join("b.sqlite")).await.unwrap()
+        else {
+            unreachable!()
+        };
+        assert_eq!(sqlite.writes().options().get_max_connections(), 1);
+        assert_eq!(
+            sqlite.reads().options().get_max_connections(),
+            SQLITE_READERS
+        );
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(sqlite.writes())
+            .await
+            .unwrap();
+        let writers: Vec<_> = (0..32)
+            .map(|n| {
+                let pool = sqlite.writes().clone();
+                tokio::spawn(async move {
+                    sqlx::query("INSERT INTO t VALUES (?)")
+                        .bind(n)
+                        .execute(&pool)
+                        .await
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.unwrap().unwrap();
+        }
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM t")
+            .fetch_one(sqlite.reads())
+            .await
+            .unwrap();
+        assert_eq!(count, 32);
+        for pool in [sqlite.writes(), sqlite.reads()] {
+            let (synchronous,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(synchronous, 2, "FULL");
+        }
+    }
 }

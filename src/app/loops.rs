@@ -299,3 +299,25 @@ async fn poll_tenant(polling: &ResponsePolling) -> Result<usize, String> {
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lag an alert reads is the time since the last successful poll, whatever
+    /// stopped the polls since: it grows while every pass fails.
+    #[tokio::test]
+    async fn the_poll_lag_is_the_time_since_the_last_successful_poll() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SqliteStore::open(&dir.path().join("s.sqlite"))
+            .await
+            .unwrap();
+        let just_now = poll_lag_seconds(&store, "d365", now_ms()).await;
+        assert!(just_now < 1.0, "{just_now}");
+        let failing_for = poll_lag_seconds(&store, "d365", now_ms() - 90_000).await;
+        assert!(
+            (90.0..95.0).contains(&failing_for),
+            "90 s without a successful poll read as {failing_for}"
+        );
+    }
+}

@@ -42,7 +42,12 @@ pub async fn receive(
     {
         Ok(Received::Accepted) => Json(serde_json::json!({ "status": "accepted" })).into_response(),
         Ok(Received::Ignored) => Json(serde_json::json!({ "status": "ignored" })).into_response(),
-        Err(error) => error.into_response(),
+        Err(error) => {
+            if matches!(error, ReceiveError::Unavailable(_)) {
+                tracing::warn!(%error, crm = %crm.escape_debug(), "a Dataverse change could not be taken; answered 503 for Dataverse to send it again");
+            }
+            error.into_response()
+        }
     }
 }
 

@@ -231,7 +231,7 @@ impl Queue {
         use crate::backend::Backend;
         let storage = match backend {
             Backend::Sqlite(sqlite) => {
-                Storage::Sqlite(SqliteBackend::on(sqlite.pool().clone()).await?)
+                Storage::Sqlite(SqliteBackend::on(sqlite.writes().clone()).await?)
             }
             Backend::Redis(redis) => Storage::Redis(RedisBackend::on(redis)),
         };

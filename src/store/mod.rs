@@ -92,9 +92,11 @@ pub async fn open(
 ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     use crate::backend::Backend;
     Ok(match backend {
-        Backend::Sqlite(sqlite) => {
-            std::sync::Arc::new(SqliteStore::on(sqlite.pool().clone()).await?)
-        }
+        Backend::Sqlite(sqlite) => std::sync::Arc::new(
+            SqliteStore::on(sqlite.writes().clone())
+                .await?
+                .reading_from(sqlite.reads().clone()),
+        ),
         Backend::Redis(redis) => std::sync::Arc::new(RedisStore::on(redis)),
     })
 }

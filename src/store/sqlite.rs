@@ -26,7 +26,10 @@ fn failed(error: sqlx::Error) -> StoreError {
 /// A [`Store`] in a SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
+    /// Where writes (and, unless told otherwise, reads) go.
     pool: SqlitePool,
+    /// Where lookups go.
+    reads: SqlitePool,
 }
 
 impl SqliteStore {
@@ -49,7 +52,17 @@ impl SqliteStore {
         .execute(&pool)
         .await
         .map_err(failed)?;
-        Ok(Self { pool })
+        Ok(Self {
+            reads: pool.clone(),
+            pool,
+        })
+    }
+
+    /// Reads from `reads` (a pool on the same file), so that a lookup never queues
+    /// behind the writes on the store's own pool.
+    pub fn reading_from(mut self, reads: SqlitePool) -> Self {
+        self.reads = reads;
+        self
     }
 }
 
@@ -84,7 +97,7 @@ impl Store for SqliteStore {
             .bind(namespace)
             .bind(key)
             .bind(now_ms())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reads)
             .await
             .map_err(failed)?;
             Ok(row.map(|(value,)| value))
@@ -194,7 +207,7 @@ impl Store for SqliteStore {
             )
             .bind(namespace)
             .bind(now_ms())
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await
             .map_err(failed)
         })
