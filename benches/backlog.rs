@@ -279,7 +279,16 @@ async fn soak() {
                 oldest_max = oldest_max.max(age);
             }
             if n % (per_second as usize * 300) == 1 {
-                samples.push(sample(n));
+                let taken = sample(n);
+                // Also as it comes, so a soak cut short still says what it saw.
+                eprintln!(
+                    "soak {backend}: minute {}, {} pushed, RSS {:.1} MiB, file {:.1} MiB",
+                    taken.0,
+                    taken.1,
+                    taken.2 as f64 / 1024.0,
+                    taken.3 as f64 / 1024.0
+                );
+                samples.push(taken);
             }
         }
         tokio::time::sleep(Duration::from_secs(5)).await;

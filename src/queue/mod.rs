@@ -348,6 +348,19 @@ impl Queue {
         }
     }
 
+    /// Moves due scheduled jobs where a fetch takes them, in batches (Redis; see
+    /// [`RedisBackend::promote_due`]); SQLite needs nothing of the kind.
+    pub async fn promote_due(&self) -> Result<u64, QueueError> {
+        let Storage::Redis(redis) = &self.inner.storage else {
+            return Ok(0);
+        };
+        let mut moved = 0;
+        for kind in JobKind::ALL {
+            moved += redis.promote_due(kind).await?;
+        }
+        Ok(moved)
+    }
+
     /// Removes jobs that finished more than `keep` ago; returns how many.
     pub async fn vacuum(&self, keep: Duration) -> Result<u64, QueueError> {
         let mut removed = 0;
@@ -439,12 +452,19 @@ impl Queue {
         let settings = &self.inner.settings;
         let mut measure = tokio::time::interval(Duration::from_secs(5));
         let mut vacuum = tokio::time::interval(settings.vacuum_interval);
+        let mut promote = tokio::time::interval(Duration::from_secs(1));
         measure.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         vacuum.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        promote.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = measure.tick() => self.measure().await,
+                _ = promote.tick() => {
+                    if let Err(error) = self.promote_due().await {
+                        tracing::debug!(%error, "cannot move due jobs to their queue");
+                    }
+                }
                 _ = vacuum.tick() => {
                     match self.vacuum(settings.keep_finished).await {
                         Ok(0) => {}

@@ -38,6 +38,24 @@ end
 return removed
 "#;
 
+/// KEYS: scheduled set, active list, signal list. ARGV: now (epoch s), batch.
+/// Moves up to `batch` due scheduled tasks to the end of the active list, oldest
+/// first (as apalis's fetch would); returns how many.
+const PROMOTE: &str = r#"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #ids > 0 then
+  redis.call('RPUSH', KEYS[2], unpack(ids))
+  redis.call('ZREM', KEYS[1], unpack(ids))
+  redis.call('DEL', KEYS[3])
+  redis.call('LPUSH', KEYS[3], 1)
+end
+return #ids
+"#;
+
+/// Due tasks moved per call of [`PROMOTE`]: well under the 8,000 values Lua's
+/// `unpack` can take.
+const PROMOTE_BATCH: u64 = 1000;
+
 /// A connection that sends a PUBLISH in the same round trip as each command it
 /// carries (a script that Redis had to load first is sent again, and announced
 /// again: a wake-up is a hint, a second one costs a look).
@@ -232,6 +250,38 @@ impl RedisBackend {
             scheduled: scheduled - due,
             oldest_ready_ms: oldest,
         })
+    }
+
+    /// Moves `kind`'s due scheduled tasks to the active list, a batch at a time;
+    /// returns how many.
+    ///
+    /// apalis-redis 1.0's fetch moves every due scheduled task in one `unpack`, which
+    /// Lua refuses past about 8,000 values ("too many results to unpack"): with that
+    /// many due at once (a backlog pushed in a burst, or a process back after its
+    /// queue's turns came due) every fetch failed, the worker restarted in a loop and
+    /// the stall check ended the process. Moving them in batches first leaves that
+    /// fetch only the few that came due since.
+    pub async fn promote_due(&self, kind: JobKind) -> Result<u64, QueueError> {
+        let config = self.keys(kind);
+        let script = Script::new(PROMOTE);
+        let now = now_ms() / 1000;
+        let mut total = 0;
+        loop {
+            let mut connection = self.connection.clone();
+            let moved: u64 = script
+                .key(config.scheduled_jobs_set())
+                .key(config.active_jobs_list())
+                .key(config.signal_list())
+                .arg(now)
+                .arg(PROMOTE_BATCH)
+                .invoke_async(&mut connection)
+                .await
+                .map_err(failed)?;
+            total += moved;
+            if moved < PROMOTE_BATCH {
+                return Ok(total);
+            }
+        }
     }
 
     /// Deletes `kind`'s tasks that finished more than `keep` ago.

@@ -246,6 +246,10 @@ impl Queue {
                         _ = tokio::time::sleep(pause) => {}
                         _ = shutdown.cancelled() => {}
                     }
+                    // A fetch that failed on a burst of due jobs must not fail again.
+                    if let Err(error) = self.promote_due().await {
+                        tracing::debug!(%error, "cannot move due jobs to their queue");
+                    }
                     pause = (pause * 2).min(MAX_RESTART_PAUSE);
                 }
                 _ = deadline => {

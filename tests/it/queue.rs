@@ -698,3 +698,44 @@ async fn the_intake_queues_a_survey_behind_its_connector_s_long_line_for_its_tur
     let after = turns.next(&connector, Duration::ZERO, pacing);
     assert_eq!(after, last + 2 * pacing.as_millis() as i64);
 }
+
+/// More jobs due at once than apalis-redis's fetch can move in one `unpack` (about
+/// 8,000: a backlog pushed in a burst, or a replica back after its turns came due):
+/// the worker still takes them, instead of failing every fetch until the stall check
+/// ends the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_takes_a_burst_of_ten_thousand_due_jobs() {
+    let bed = bed(Kind::Redis, settings()).await;
+    let pushes: Vec<_> = (0..10)
+        .map(|batch| {
+            let queue = bed.queue.clone();
+            tokio::spawn(async move {
+                for n in 0..1000 {
+                    queue
+                        .push(Probe {
+                            n: batch * 1000 + n,
+                        })
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for push in pushes {
+        push.await.unwrap();
+    }
+    let handler = Scripted::new(|_, _| Ok(Duration::ZERO));
+    let _workers = work::<Probe>(&bed, handler.clone());
+    let maintenance = CancellationToken::new();
+    let _maintained = {
+        let (queue, stop) = (bed.queue.clone(), maintenance.clone());
+        tokio::spawn(async move { queue.maintain(stop).await });
+        maintenance.drop_guard()
+    };
+    until(
+        Duration::from_secs(30),
+        "the worker takes jobs of the burst",
+        || handler.calls.load(Ordering::SeqCst) >= 200,
+    )
+    .await;
+}
