@@ -14,8 +14,7 @@ use super::{GateError, GateFuture, Quota, RateGate, WAIT_SECONDS};
 /// KEYS: for each quota its calendar (a sorted set of reserved call times, µs on
 /// Redis's clock) then its pause key. ARGV: each quota's interval in µs (a millisecond
 /// is too coarse for short test periods), then the longest the caller will wait in µs
-/// (0: as long as it takes), which shortens the horizon to it, then 1 when a call on
-/// idle keys may go at once (see [`AT_ONCE_SLACK`]), 0 when it waits for the grid.
+/// (0: as long as it takes), which shortens the horizon to it.
 ///
 /// Returns `{0, wait}` while a key is paused (a 429): nothing is reserved, ask again
 /// after `wait` µs. Otherwise it finds, in every calendar at once, the earliest time
@@ -30,9 +29,8 @@ use super::{GateError, GateFuture, Quota, RateGate, WAIT_SECONDS};
 /// connectors' calls can still use, or the tenant's quota is left idle. Times are
 /// taken on the grid of the last key's interval (the tenant's, which every call of the
 /// tenant shares), so its slots pack without gaps too narrow to use. Candidates are
-/// now (itself, when the quotas allow a call at once, and on the grid) and the end of
-/// every reservation's interval, put on the grid; reservations older than an interval
-/// can no longer conflict and are dropped.
+/// now and the end of every reservation's interval, put on the grid; reservations
+/// older than an interval can no longer conflict and are dropped.
 const SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -55,10 +53,6 @@ local function snap(at)
   return math.ceil(at / grid) * grid
 end
 local candidates = {snap(now)}
--- Now itself, off the grid: a call on idle keys goes at once instead of waiting for
--- the next grid point (half a tenant interval on average, 100 ms at 300 a minute).
--- A backlog still packs on the grid: its keys are never free now.
-if ARGV[n + 2] == '1' then candidates[#candidates + 1] = now end
 for i = 1, n do
   local interval = tonumber(ARGV[i])
   redis.call('ZREMRANGEBYSCORE', KEYS[2 * i - 1], '-inf', '(' .. string.format('%.0f', now - interval))
@@ -101,23 +95,6 @@ for _, at in ipairs(candidates) do
 end
 return {0, 1000}
 "#;
-
-/// The least slack a quota must leave for a call on an idle key to go at once.
-///
-/// Such a call is reserved at the moment the script runs and reaches Kaizala a round
-/// trip later, where a call on the grid has slept its way to its slot. Each quota's
-/// calls are spaced 1% wider than the period needs (see [`Quota::interval`]), so a
-/// window of the period sees its quota exceeded only when its first call is later
-/// than its last by more than 1% of the period: 600 ms for Kaizala's minute, far
-/// past any round trip; 20 ms for the 2 s periods of the tests, which a loaded host
-/// can reach, so those keep the grid.
-const AT_ONCE_SLACK: Duration = Duration::from_millis(250);
-
-/// Whether `quota`'s slack covers a call that goes at once (see [`AT_ONCE_SLACK`]).
-fn may_go_at_once(quota: &Quota) -> bool {
-    let spaced = quota.interval().saturating_mul(quota.calls.max(1));
-    spaced.saturating_sub(quota.period) >= AT_ONCE_SLACK
-}
 
 /// A [`RateGate`] shared through Redis.
 pub struct RedisGate {
@@ -189,7 +166,6 @@ impl RateGate for RedisGate {
                     left.as_micros().clamp(1, u64::MAX as u128) as u64
                 };
                 invocation.arg(limit);
-                invocation.arg(u8::from(quotas.iter().all(may_go_at_once)));
                 let mut connection = self.connection.clone();
                 let (reserved, wait): (u8, u64) = invocation
                     .invoke_async(&mut connection)
@@ -242,28 +218,5 @@ impl RateGate for RedisGate {
             }
             Ok(())
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kaizala_s_minute_quotas_let_an_idle_call_go_at_once_and_short_test_periods_do_not() {
-        let minute = Duration::from_secs(60);
-        assert!(may_go_at_once(&Quota::tenant("t", 300, minute)));
-        assert!(may_go_at_once(&Quota::tenant("t", 100, minute)));
-        assert!(may_go_at_once(&Quota::tenant("t", 1, minute)));
-        assert!(!may_go_at_once(&Quota::tenant(
-            "t",
-            300,
-            Duration::from_secs(2)
-        )));
-        assert!(!may_go_at_once(&Quota::tenant(
-            "t",
-            100,
-            Duration::from_secs(20)
-        )));
     }
 }
