@@ -5,7 +5,7 @@
 //! interval apart (600 ms for 100 a minute), so no sliding minute can ever hold more
 //! than the quota, which is what "stay under it on our own" needs; a burst allowance
 //! would let a window see up to twice as many. The spacing leaves 1% of each quota
-//! unused as slack for the network's jitter. A 429 pauses a key for its Retry-After
+//! (at least 50 ms of each period) unused as slack for the network's jitter. A 429 pauses a key for its Retry-After
 //! for every caller. Waiting sleeps for the time the limiter names, per key, so it
 //! neither spins nor holds up other connectors.
 //!
@@ -26,6 +26,12 @@ pub use redis_gate::RedisGate;
 
 /// `kaizala_bridge_rate_gate_wait_seconds{key}`: time spent waiting for permits.
 pub const WAIT_SECONDS: &str = "kaizala_bridge_rate_gate_wait_seconds";
+
+/// The least slack a quota's spacing leaves per period: a call that is late by a busy
+/// host's scheduling (tens of milliseconds) must not meet the next window's calls.
+/// Kaizala's minute leaves 600 ms anyway; short periods (the tests' 2 s, whose 1% is
+/// 20 ms) drew a 429 beside a loaded suite.
+pub const MIN_SLACK: Duration = Duration::from_millis(50);
 
 /// A quota: a key and the calls it allows per period (Kaizala's period is a minute).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -57,12 +63,16 @@ impl Quota {
         }
     }
 
-    /// The spacing between two calls: the period over the calls, plus 1%, rounded up
-    /// to whole microseconds. The 1% is the slack for the network: a call reaches
-    /// Kaizala a little after its permit, by a varying delay, and strict spacing at the
-    /// gate alone could let a sliding window at Kaizala see one call too many.
+    /// The spacing between two calls: the period plus its slack, over the calls,
+    /// rounded up to whole microseconds. The slack is for the network and the host: a
+    /// call reaches Kaizala a little after its permit, by a varying delay, and strict
+    /// spacing at the gate alone could let a sliding window at Kaizala see one call
+    /// too many. A window sees its quota exceeded only when its first call is later
+    /// than its last by more than the slack, so the slack is 1% of the period (600 ms
+    /// of Kaizala's minute) and never under [`MIN_SLACK`].
     pub fn interval(&self) -> Duration {
-        let nanos = self.period.as_nanos() * 101 / (100 * u128::from(self.calls.max(1)));
+        let slack = (self.period.as_nanos() / 100).max(MIN_SLACK.as_nanos());
+        let nanos = (self.period.as_nanos() + slack) / u128::from(self.calls.max(1));
         Duration::from_micros(nanos.div_ceil(1000).max(1) as u64)
     }
 }
