@@ -288,6 +288,47 @@ async fn resend(bed: &Bed, ids: &[String], limit: Duration) {
     }
 }
 
+/// Sends webhooks in fives while the storage fails, for up to 20 s or until five
+/// were refused and `/readyz` said 503: adds those taken to `acked`; returns those
+/// refused and whether `/readyz` said 503.
+async fn send_while_failing(bed: &Bed, acked: &mut Vec<String>) -> (Vec<String>, bool) {
+    let mut refused = Vec::new();
+    let mut not_ready = false;
+    let since = Instant::now();
+    while since.elapsed() < Duration::from_secs(20) && (refused.len() < 5 || !not_ready) {
+        let (taken, turned_away) = send_new(bed, 5).await;
+        acked.extend(taken);
+        refused.extend(turned_away);
+        not_ready |= bed.readyz().await == 503;
+    }
+    (refused, not_ready)
+}
+
+/// Once the storage is back (`what` says how): ready within `limit`, the refused
+/// webhooks taken on their retry, twenty new ones all taken, and every acknowledged
+/// one exactly one survey.
+async fn heals(
+    bed: &Bed,
+    mut acked: Vec<String>,
+    refused: Vec<String>,
+    limit: Duration,
+    what: &str,
+) {
+    let healed = bed.until_ready(200, limit).await;
+    println!("{what}: ready again in {healed:?}");
+    resend(bed, &refused, limit).await;
+    acked.extend(refused);
+    let (after, turned_away) = send_new(bed, 20).await;
+    assert!(
+        turned_away.is_empty(),
+        "{} refused after {what}; log:\n{}",
+        turned_away.len(),
+        bed.log()
+    );
+    acked.extend(after);
+    bed.assert_each_acked_once(&acked).await;
+}
+
 /// A tmpfs of `size` at `at`, unmounted on drop. Large enough for SQLite's WAL to
 /// grow to its checkpoint (about 4 MiB) on its own: the test fills the rest.
 struct Tmpfs(PathBuf);
@@ -343,16 +384,8 @@ async fn a_full_sqlite_disk_refuses_webhooks_with_503_and_heals_without_a_restar
     assert!(refused.is_empty(), "refused before the disk filled");
 
     let filler = tmpfs.fill();
-    let mut refused = Vec::new();
-    let mut not_ready = false;
-    let full_since = Instant::now();
     // Webhooks keep arriving while the disk is full: each is taken durably or refused.
-    while full_since.elapsed() < Duration::from_secs(20) && (refused.len() < 5 || !not_ready) {
-        let (taken, turned_away) = send_new(&bed, 5).await;
-        acked.extend(taken);
-        refused.extend(turned_away);
-        not_ready |= bed.readyz().await == 503;
-    }
+    let (refused, not_ready) = send_while_failing(&bed, &mut acked).await;
     assert!(
         !refused.is_empty(),
         "no webhook was refused while the disk was full"
@@ -360,19 +393,14 @@ async fn a_full_sqlite_disk_refuses_webhooks_with_503_and_heals_without_a_restar
     assert!(not_ready, "/readyz never said 503 while the disk was full");
 
     std::fs::remove_file(filler).unwrap();
-    let healed = bed.until_ready(200, Duration::from_secs(15)).await;
-    println!("disk freed: ready again in {healed:?}");
-    resend(&bed, &refused, Duration::from_secs(15)).await;
-    acked.extend(refused);
-    let (after, turned_away) = send_new(&bed, 20).await;
-    assert!(
-        turned_away.is_empty(),
-        "{} refused after the disk was freed; log:\n{}",
-        turned_away.len(),
-        bed.log()
-    );
-    acked.extend(after);
-    bed.assert_each_acked_once(&acked).await;
+    heals(
+        &bed,
+        acked,
+        refused,
+        Duration::from_secs(15),
+        "the disk freed",
+    )
+    .await;
 }
 
 /// Builds the I/O fault shim (`support/eio_shim.c`) into `dir`; its path.
@@ -416,15 +444,7 @@ async fn sqlite_io_errors_refuse_webhooks_with_503_and_heal_without_a_restart() 
     // From now on every write and fsync of the database, its WAL and journal fails
     // with EIO, while the webhooks keep arriving.
     std::fs::write(&flag, b"").unwrap();
-    let mut refused = Vec::new();
-    let mut not_ready = false;
-    let failing_since = Instant::now();
-    while failing_since.elapsed() < Duration::from_secs(20) && (refused.len() < 5 || !not_ready) {
-        let (taken, turned_away) = send_new(&bed, 5).await;
-        acked.extend(taken);
-        refused.extend(turned_away);
-        not_ready |= bed.readyz().await == 503;
-    }
+    let (refused, not_ready) = send_while_failing(&bed, &mut acked).await;
     assert!(
         refused.len() >= 5,
         "webhooks were still taken while every write failed; log:\n{}",
@@ -438,19 +458,14 @@ async fn sqlite_io_errors_refuse_webhooks_with_503_and_heal_without_a_restart() 
     );
 
     std::fs::remove_file(&flag).unwrap();
-    let healed = bed.until_ready(200, Duration::from_secs(15)).await;
-    println!("disk healthy again: ready in {healed:?}");
-    resend(&bed, &refused, Duration::from_secs(15)).await;
-    acked.extend(refused);
-    let (after, turned_away) = send_new(&bed, 20).await;
-    assert!(
-        turned_away.is_empty(),
-        "{} refused after the disk healed; log:\n{}",
-        turned_away.len(),
-        bed.log()
-    );
-    acked.extend(after);
-    bed.assert_each_acked_once(&acked).await;
+    heals(
+        &bed,
+        acked,
+        refused,
+        Duration::from_secs(15),
+        "the disk healed",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,7 +474,7 @@ async fn webhooks_during_a_redis_outage_are_refused_with_503_and_none_acknowledg
     let mut redis = RedisServer::start_persistent();
     let url = redis.url();
     let bed = Bed::start(|_| format!("backend = \"redis\"\nredis_url = \"{url}\"")).await;
-    let (mut acked, refused) = send_new(&bed, 20).await;
+    let (acked, refused) = send_new(&bed, 20).await;
     assert!(refused.is_empty(), "refused before the outage");
 
     redis.kill();
@@ -473,19 +488,7 @@ async fn webhooks_during_a_redis_outage_are_refused_with_503_and_none_acknowledg
     assert_eq!(bed.readyz().await, 503, "ready with Redis away");
 
     redis.start_again();
-    let healed = bed.until_ready(200, Duration::from_secs(10)).await;
-    println!("Redis back: ready again in {healed:?}");
-    resend(&bed, &refused, Duration::from_secs(10)).await;
-    acked.extend(refused);
-    let (after, turned_away) = send_new(&bed, 20).await;
-    assert!(
-        turned_away.is_empty(),
-        "{} refused after Redis returned; log:\n{}",
-        turned_away.len(),
-        bed.log()
-    );
-    acked.extend(after);
-    bed.assert_each_acked_once(&acked).await;
+    heals(&bed, acked, refused, Duration::from_secs(10), "Redis back").await;
 }
 
 /// One test of this file at a time: each runs a bridge process on two cores.
