@@ -89,16 +89,11 @@ impl Book {
             }
         }
     }
-
-    fn is_shared(&self) -> bool {
-        matches!(self, Self::Shared(_))
-    }
 }
 
 /// The holds of this process.
 #[derive(Clone)]
 pub struct Holds {
-    store: Arc<dyn Store>,
     book: Book,
     process: String,
     ttl: Duration,
@@ -120,8 +115,7 @@ impl Holds {
     /// [`Presence`]).
     pub fn new(store: Arc<dyn Store>, process: String, ttl: Duration) -> Self {
         Self {
-            book: Book::for_store(store.clone()),
-            store,
+            book: Book::for_store(store),
             process,
             ttl,
             running: Arc::new(Mutex::new(HashSet::new())),
@@ -183,10 +177,12 @@ impl Holds {
         if process == self.process {
             return Ok(!self.lock_running().contains(holder));
         }
-        if !self.book.is_shared() {
-            return Ok(true);
+        match &self.book {
+            // Only this process writes its memory: a hold named for another
+            // process cannot be there, and would be a dead one.
+            Book::Local(_) => Ok(true),
+            Book::Shared(store) => Ok(!Presence::new(store.as_ref()).is_alive(process).await?),
         }
-        Ok(!Presence::new(self.store.as_ref()).is_alive(process).await?)
     }
 
     fn lock_running(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {

@@ -83,7 +83,7 @@ fn run_at_second(ready_ms: i64, now_ms: i64) -> u64 {
 /// the next one. The backends schedule by whole seconds, and a job that came back
 /// after its turn would leave its slot of the quota unused (91.8% of the tenant quota
 /// on SQLite); its handler waits out the rest of the second for its permit.
-pub fn turn_start(turn_ms: i64) -> i64 {
+fn turn_start(turn_ms: i64) -> i64 {
     turn_ms - turn_ms.rem_euclid(1000)
 }
 
@@ -274,7 +274,7 @@ impl Queue {
     }
 
     /// Queues `job` for its turn at `turn_ms` (epoch ms) in its connector's line; see
-    /// [`turn_start`]. Returns its id. Durable when it returns.
+    /// `turn_start`. Returns its id. Durable when it returns.
     pub async fn push_for_turn<J: Job>(&self, job: J, turn_ms: i64) -> Result<String, QueueError> {
         let mut envelope = Envelope::new(job);
         envelope.ready_ms = turn_start(turn_ms);

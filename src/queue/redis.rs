@@ -39,21 +39,27 @@ return removed
 "#;
 
 /// KEYS: scheduled set, active list, signal list. ARGV: now (epoch s), batch.
-/// Moves up to `batch` due scheduled tasks to the end of the active list, oldest
-/// first (as apalis's fetch would); returns how many.
+/// Moves every due scheduled task to the end of the active list, oldest first (as
+/// apalis's fetch would), `batch` at a time so that no `unpack` takes more values than
+/// Lua allows (about 8,000); returns how many.
 const PROMOTE: &str = r#"
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-if #ids > 0 then
+local batch = tonumber(ARGV[2])
+local moved = 0
+while true do
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, batch)
+  if #ids == 0 then break end
   redis.call('RPUSH', KEYS[2], unpack(ids))
   redis.call('ZREM', KEYS[1], unpack(ids))
+  moved = moved + #ids
+end
+if moved > 0 then
   redis.call('DEL', KEYS[3])
   redis.call('LPUSH', KEYS[3], 1)
 end
-return #ids
+return moved
 "#;
 
-/// Due tasks moved per call of [`PROMOTE`]: well under the 8,000 values Lua's
-/// `unpack` can take.
+/// Due tasks moved per `unpack` of [`PROMOTE`]: well under Lua's limit.
 const PROMOTE_BATCH: u64 = 1000;
 
 /// A connection that sends a PUBLISH in the same round trip as each command it
@@ -252,8 +258,7 @@ impl RedisBackend {
         })
     }
 
-    /// Moves `kind`'s due scheduled tasks to the active list, a batch at a time;
-    /// returns how many.
+    /// Moves `kind`'s due scheduled tasks to the active list; returns how many.
     ///
     /// apalis-redis 1.0's fetch moves every due scheduled task in one `unpack`, which
     /// Lua refuses past about 8,000 values ("too many results to unpack"): with that
@@ -263,25 +268,16 @@ impl RedisBackend {
     /// fetch only the few that came due since.
     pub async fn promote_due(&self, kind: JobKind) -> Result<u64, QueueError> {
         let config = self.keys(kind);
-        let script = Script::new(PROMOTE);
-        let now = now_ms() / 1000;
-        let mut total = 0;
-        loop {
-            let mut connection = self.connection.clone();
-            let moved: u64 = script
-                .key(config.scheduled_jobs_set())
-                .key(config.active_jobs_list())
-                .key(config.signal_list())
-                .arg(now)
-                .arg(PROMOTE_BATCH)
-                .invoke_async(&mut connection)
-                .await
-                .map_err(failed)?;
-            total += moved;
-            if moved < PROMOTE_BATCH {
-                return Ok(total);
-            }
-        }
+        let mut connection = self.connection.clone();
+        Script::new(PROMOTE)
+            .key(config.scheduled_jobs_set())
+            .key(config.active_jobs_list())
+            .key(config.signal_list())
+            .arg(now_ms() / 1000)
+            .arg(PROMOTE_BATCH)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(failed)
     }
 
     /// Deletes `kind`'s tasks that finished more than `keep` ago.

@@ -5,8 +5,8 @@
 //! interval apart (600 ms for 100 a minute), so no sliding minute can ever hold more
 //! than the quota, which is what "stay under it on our own" needs; a burst allowance
 //! would let a window see up to twice as many. The spacing leaves 1% of each quota
-//! (at least 50 ms of each period) unused as slack for the network's jitter. A 429 pauses a key for its Retry-After
-//! for every caller. Waiting sleeps for the time the limiter names, per key, so it
+//! (at least 50 ms of each period) unused as slack for the network's jitter. A 429
+//! pauses a key for its Retry-After for every caller. Waiting sleeps for the time the limiter names, per key, so it
 //! neither spins nor holds up other connectors.
 //!
 //! [`LocalGate`] (governor) serves one process; [`RedisGate`] (an atomic GCRA in a Lua
